@@ -1,0 +1,8 @@
+import { rulesPlugin } from './rules/index.js';
+import type { PluginDefinition } from './types.js';
+
+/** Every plugin a config can name in `use`. */
+export function builtinPlugins(): Map<string, PluginDefinition> {
+  const defs: PluginDefinition[] = [rulesPlugin as PluginDefinition];
+  return new Map(defs.map((d) => [d.id, d]));
+}

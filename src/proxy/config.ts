@@ -1,0 +1,97 @@
+import { z } from 'zod';
+
+/**
+ * The config file's schema. Every block is strict so a misspelt key is an error that names its path, not a
+ * setting silently ignored. Plugin blocks are checked again against each plugin's own schema (see loadConfig).
+ */
+
+const UpstreamSchema = z.strictObject({
+  /** Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1. */
+  url: z.string().refine((u) => /^https?:\/\/[^\s]+$/.test(u), 'must be an http(s) URL'),
+  /** Prefer apiKeyEnv: a key written in a config file ends up in backups and diffs. */
+  apiKey: z.string().min(1).optional(),
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+    .optional(),
+  timeoutMs: z.number().int().positive().default(60_000),
+  streamIdleTimeoutMs: z.number().int().positive().default(60_000),
+  maxRetries: z.number().int().min(0).max(10).default(2),
+  maxRetryAfterMs: z.number().int().min(0).default(20_000),
+  /** Forward the client's own Authorization header instead of a configured key. */
+  passthroughAuth: z.boolean().default(false),
+  headers: z.record(z.string(), z.string()).default({}),
+});
+
+const PluginRefSchema = z.strictObject({
+  /** Plugin id, e.g. `rules`. */
+  use: z.string().min(1),
+  failMode: z.enum(['open', 'closed']).optional(),
+  timeoutMs: z.number().int().positive().default(5_000),
+  config: z.unknown().optional(),
+});
+
+const RouteSchema = z.strictObject({
+  /** Exact model name, or a glob with `*` (`gpt-4o*`, `*`). First match wins, exact names before globs. */
+  model: z.string().min(1),
+  upstream: z.string().min(1),
+  /** Model name sent upstream; defaults to the name the client used (so `model` works as an alias). */
+  upstreamModel: z.string().min(1).optional(),
+  fallback: z.array(z.string().min(1)).default([]),
+  plugins: z.array(PluginRefSchema).default([]),
+  cache: z.boolean().default(true),
+});
+
+const ProxyKeySchema = z.union([z.string().min(8), z.strictObject({ env: z.string().min(1) })]);
+
+export const ConfigSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      bodyLimit: z
+        .string()
+        .regex(/^\d+(b|kb|mb)$/i, "like '4mb'")
+        .default('4mb'),
+      /** Leave responses exactly as upstream shaped them: no `tandem` field, no extra SSE event. */
+      strictOpenAI: z.boolean().default(false),
+    })
+    .prefault({}),
+  auth: z
+    .strictObject({
+      /** Keys clients must present as `Authorization: Bearer` (or `x-tandem-api-key`); none = open. */
+      keys: z.array(ProxyKeySchema).default([]),
+    })
+    .prefault({}),
+  upstreams: z
+    .record(z.string().regex(/^[\w.-]+$/, 'upstream names are letters, digits, _ . -'), UpstreamSchema)
+    .default({}),
+  routes: z.array(RouteSchema).default([]),
+  cache: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      maxEntries: z.number().int().positive().default(1000),
+      maxBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
+      ttlMs: z
+        .number()
+        .int()
+        .positive()
+        .default(10 * 60_000),
+    })
+    .prefault({}),
+  logging: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    })
+    .prefault({}),
+});
+
+export type TandemConfig = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type UpstreamConfig = z.infer<typeof UpstreamSchema>;
+export type RouteConfig = z.infer<typeof RouteSchema>;
+export type PluginRef = z.infer<typeof PluginRefSchema>;

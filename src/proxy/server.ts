@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { DestinationStream, Logger } from 'pino';
+import { Pipeline, type PluginInstance } from '../plugins/pipeline.js';
+import { builtinPlugins } from '../plugins/registry.js';
+import type { JsonObject, PluginDefinition } from '../plugins/types.js';
+import { proxyAuth, resolveKeys } from './auth.js';
+import { ResponseCache } from './cache.js';
+import type { TandemConfig } from './config.js';
+import { HttpError, toHttpError } from './errors.js';
+import { generationHandler, type RequestLocals } from './generate.js';
+import type { LoadedConfig } from './loadConfig.js';
+import { createLogger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { type ResolvedRoute, Router } from './router.js';
+import { UpstreamChain } from './upstream/chain.js';
+import { HttpUpstream } from './upstream/http.js';
+import type { Upstream } from './upstream/types.js';
+
+export interface ServerDeps {
+  config: TandemConfig;
+  logger: Logger;
+  metrics: Metrics;
+  router: Router;
+  cache?: ResponseCache;
+  sendError(res: Response, err: HttpError, tandem?: JsonObject): void;
+}
+
+export interface ServerOptions {
+  /** Where logs go (tests capture them); stdout by default. */
+  logStream?: DestinationStream;
+  plugins?: ReadonlyMap<string, PluginDefinition>;
+  env?: NodeJS.ProcessEnv;
+  /** Upstreams built elsewhere (e.g. a local model), by name; they take precedence over config entries. */
+  upstreams?: ReadonlyMap<string, Upstream>;
+}
+
+export interface TandemServer {
+  app: express.Express;
+  deps: ServerDeps;
+  listen(): Promise<{ url: string; port: number; server: Server }>;
+  close(): Promise<void>;
+}
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+function buildUpstreams(
+  config: TandemConfig,
+  metrics: Metrics,
+  env: NodeJS.ProcessEnv,
+  given?: ReadonlyMap<string, Upstream>,
+) {
+  const out = new Map<string, Upstream>(given);
+  for (const [name, up] of Object.entries(config.upstreams)) {
+    if (out.has(name)) continue;
+    const apiKey = up.apiKey ?? (up.apiKeyEnv ? env[up.apiKeyEnv] : undefined);
+    out.set(name, new HttpUpstream({ name, ...up, apiKey: apiKey || undefined }, metrics));
+  }
+  return out;
+}
+
+async function buildRoutes(
+  loaded: LoadedConfig,
+  upstreams: Map<string, Upstream>,
+  plugins: ReadonlyMap<string, PluginDefinition>,
+  metrics: Metrics,
+  logger: Logger,
+): Promise<ResolvedRoute[]> {
+  const routes: ResolvedRoute[] = [];
+  for (const r of loaded.config.routes) {
+    const instances: PluginInstance[] = [];
+    for (const ref of r.plugins) {
+      const def = plugins.get(ref.use);
+      if (!def) throw new Error(`unknown plugin '${ref.use}'`);
+      const hooks = await def.create(ref.config, { logger: logger.child({ plugin: def.id }), baseDir: loaded.baseDir });
+      instances.push({ id: def.id, failMode: ref.failMode ?? def.defaultFailMode, timeoutMs: ref.timeoutMs, hooks });
+    }
+    const chain = [r.upstream, ...r.fallback].map((n) => upstreams.get(n) as Upstream);
+    routes.push({
+      id: r.model,
+      upstream: chain.length === 1 ? (chain[0] as Upstream) : new UpstreamChain(chain),
+      upstreamModel: r.upstreamModel,
+      pipeline: new Pipeline(instances, metrics),
+      cache: r.cache,
+      isGlob: r.model.includes('*'),
+    });
+  }
+  return routes;
+}
+
+export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {}): Promise<TandemServer> {
+  const { config } = loaded;
+  const env = opts.env ?? process.env;
+  const logger = createLogger(env.TANDEM_LOG_LEVEL ?? config.logging.level, opts.logStream);
+  const metrics = new Metrics();
+  const plugins = opts.plugins ?? builtinPlugins();
+  const upstreams = buildUpstreams(config, metrics, env, opts.upstreams);
+  const routes = await buildRoutes(loaded, upstreams, plugins, metrics, logger);
+  const router = new Router(routes);
+  const cache = config.cache.enabled ? new ResponseCache(config.cache) : undefined;
+  const strict = config.server.strictOpenAI;
+
+  const sendError = (res: Response, err: HttpError, tandem?: JsonObject) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.status(err.status).set(err.headers);
+    res.json(tandem && !strict ? { ...err.toBody(), tandem } : err.toBody());
+  };
+  const deps: ServerDeps = { config, logger, metrics, router, cache, sendError };
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', false);
+
+  // Request id, one log line and metrics per request.
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const start = performance.now();
+    const given = req.get('x-request-id');
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+    const locals = res.locals as RequestLocals;
+    locals.requestId = requestId;
+    res.set('x-request-id', requestId);
+    res.on('close', () => {
+      const seconds = (performance.now() - start) / 1000;
+      const endpoint =
+        req.path === '/v1/chat/completions' ? 'chat' : req.path === '/v1/completions' ? 'completions' : 'other';
+      const status = res.writableFinished ? res.statusCode : 499;
+      metrics.requests.inc({ endpoint, route: locals.route ?? '', status: String(status) });
+      metrics.latency.observe(
+        { endpoint, stream: String(res.get('content-type')?.startsWith('text/event-stream') ?? false) },
+        seconds,
+      );
+      if (req.path === '/healthz' || req.path === '/metrics') return;
+      logger.info(
+        {
+          reqId: requestId,
+          method: req.method,
+          path: req.path,
+          status,
+          ms: Math.round(seconds * 10000) / 10,
+          ...(locals.route !== undefined && { route: locals.route }),
+          ...(locals.cache && { cache: locals.cache }),
+          ...(locals.verdict && { checks: locals.verdict }),
+        },
+        'request',
+      );
+    });
+    next();
+  });
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok', routes: routes.map((r) => r.id) });
+  });
+  app.get('/metrics', async (_req, res) => {
+    res.set('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+
+  app.use('/v1', proxyAuth(resolveKeys(config.auth.keys, env), sendError));
+  // Any content type is read as JSON: curl's default form type should not turn a good body into a confusing error.
+  app.use('/v1', express.json({ limit: config.server.bodyLimit, type: () => true, strict: true }));
+
+  app.post('/v1/chat/completions', generationHandler('chat', deps));
+  app.post('/v1/completions', generationHandler('completions', deps));
+  app.get('/v1/models', async (_req, res) => {
+    res.json({ object: 'list', data: await listModels(routes, res.locals as RequestLocals) });
+  });
+
+  app.use((req: Request, res: Response) => {
+    sendError(res, new HttpError(404, `Unknown request URL: ${req.method} ${req.path}`, { code: 'unknown_url' }));
+  });
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, bodyError(err) ?? logged(err, logger, res));
+  });
+
+  let server: Server | undefined;
+  return {
+    app,
+    deps,
+    listen: () =>
+      new Promise((resolve, reject) => {
+        const s = app.listen(config.server.port, config.server.host, (err?: Error) => {
+          if (err) return reject(err);
+          server = s;
+          const { port } = s.address() as AddressInfo;
+          const host = config.server.host.includes(':') ? `[${config.server.host}]` : config.server.host;
+          resolve({ url: `http://${host}:${port}`, port, server: s });
+        });
+        s.on('error', reject);
+      }),
+    async close() {
+      if (server) {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server?.close(() => r()));
+      }
+      await Promise.all(routes.map((r) => r.pipeline.close()));
+      await Promise.all([...upstreams.values()].map((u) => u.close?.()));
+      logger.flush();
+    },
+  };
+}
+
+function logged(err: unknown, logger: Logger, res: Response): HttpError {
+  logger.error({ reqId: (res.locals as RequestLocals).requestId, err }, 'unhandled error');
+  return toHttpError(err);
+}
+
+/** Errors of express.json (body-parser), told apart by their `type`. */
+function bodyError(err: unknown): HttpError | undefined {
+  const type = (err as { type?: unknown })?.type;
+  switch (type) {
+    case 'entity.parse.failed':
+      return new HttpError(400, `We could not parse the JSON body of your request: ${(err as Error).message}`, {
+        code: 'invalid_json',
+      });
+    case 'entity.too.large':
+      return new HttpError(413, `Request body too large (limit ${(err as { limit?: number }).limit} bytes).`, {
+        code: 'request_too_large',
+      });
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return new HttpError(415, (err as Error).message, { code: 'unsupported_encoding' });
+    case 'request.aborted':
+    case 'request.size.invalid':
+    case 'stream.encoding.set':
+    case 'stream.not.readable':
+      return new HttpError(400, (err as Error).message, { code: 'bad_request_body' });
+    default:
+      return undefined;
+  }
+}
+
+/** Models the client may ask for: every exact route name, plus what upstreams behind catch-all routes list. */
+async function listModels(routes: ResolvedRoute[], locals: RequestLocals): Promise<JsonObject[]> {
+  const seen = new Map<string, JsonObject>();
+  for (const r of routes) {
+    if (!r.isGlob && !seen.has(r.id)) seen.set(r.id, { id: r.id, object: 'model', created: 0, owned_by: 'tandem' });
+  }
+  const globs = routes.filter((r) => r.isGlob);
+  const lists = await Promise.all(
+    globs.map((r) =>
+      r.upstream
+        .listModels({ signal: AbortSignal.timeout(5000), requestId: locals.requestId })
+        .catch(() => [] as JsonObject[]),
+    ),
+  );
+  for (const list of lists) {
+    for (const m of list) if (typeof m.id === 'string' && !seen.has(m.id)) seen.set(m.id, m);
+  }
+  return [...seen.values()];
+}

@@ -1,0 +1,183 @@
+import OpenAI from 'openai';
+import type { Stream } from 'openai/streaming';
+import type { JsonObject } from '../../plugins/types.js';
+import { type LinkedAbort, linkedAbort } from './abort.js';
+import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
+import type { CallOptions, Upstream } from './types.js';
+
+export interface HttpUpstreamOptions {
+  name: string;
+  url: string;
+  apiKey?: string;
+  /** Deadline for a whole non-streamed answer, and for the first byte of a streamed one. */
+  timeoutMs: number;
+  /** Longest silence allowed between two streamed chunks. */
+  streamIdleTimeoutMs: number;
+  maxRetries: number;
+  /** A Retry-After longer than this is not waited for: the error goes back (or to the fallback) at once. */
+  maxRetryAfterMs: number;
+  passthroughAuth: boolean;
+  headers: Record<string, string>;
+}
+
+export interface UpstreamObserver {
+  error(upstream: string, kind: string): void;
+  retry(upstream: string): void;
+}
+
+const hasFinishReason = (chunk: JsonObject) =>
+  Array.isArray(chunk.choices) && chunk.choices.some((c) => (c as JsonObject | null)?.finish_reason != null);
+
+const silentLogger = { error() {}, warn() {}, info() {}, debug() {} };
+
+function backoffMs(attempt: number): number {
+  // Exponential with up to 25% jitter, as the openai SDK does, capped at 8 s.
+  return Math.min(500 * 2 ** attempt, 8000) * (1 - Math.random() * 0.25);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new ClientGoneError());
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new ClientGoneError());
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Any OpenAI-compatible server, reached through the official SDK. Retries are ours rather than the SDK's so that a
+ * long Retry-After is bounded, every retry is counted, and a retry never happens once a stream has begun.
+ */
+export class HttpUpstream implements Upstream {
+  readonly name: string;
+  private readonly client: OpenAI;
+
+  constructor(
+    private readonly opts: HttpUpstreamOptions,
+    private readonly observer: UpstreamObserver,
+  ) {
+    this.name = opts.name;
+    this.client = new OpenAI({
+      baseURL: opts.url,
+      // The SDK insists on a key; with none configured the Authorization header is removed below.
+      apiKey: opts.apiKey ?? 'unset',
+      maxRetries: 0,
+      timeout: opts.timeoutMs,
+      logger: silentLogger,
+      defaultHeaders: { ...opts.headers, ...(opts.apiKey ? {} : { Authorization: null }) },
+    });
+  }
+
+  chat(body: JsonObject, opts: CallOptions) {
+    return this.json('/chat/completions', body, opts);
+  }
+  chatStream(body: JsonObject, opts: CallOptions) {
+    return this.stream('/chat/completions', body, opts);
+  }
+  completion(body: JsonObject, opts: CallOptions) {
+    return this.json('/completions', body, opts);
+  }
+  completionStream(body: JsonObject, opts: CallOptions) {
+    return this.stream('/completions', body, opts);
+  }
+
+  async listModels(opts: CallOptions): Promise<JsonObject[]> {
+    const page = await this.attempt(opts, (link) =>
+      this.client.get<{ data?: JsonObject[] }>('/models', { signal: link.signal, headers: this.headers(opts) }),
+    );
+    return Array.isArray(page.data) ? page.data : [];
+  }
+
+  private headers(opts: CallOptions): Record<string, string> {
+    const h: Record<string, string> = { 'x-request-id': opts.requestId };
+    if (this.opts.passthroughAuth && opts.clientAuthorization) h.Authorization = opts.clientAuthorization;
+    return h;
+  }
+
+  private json(path: string, body: JsonObject, opts: CallOptions): Promise<JsonObject> {
+    return this.attempt(opts, (link) =>
+      this.client.post<JsonObject>(path, { body, signal: link.signal, headers: this.headers(opts) }),
+    );
+  }
+
+  private async stream(path: string, body: JsonObject, opts: CallOptions): Promise<AsyncIterable<JsonObject>> {
+    let link: LinkedAbort | undefined;
+    const stream = await this.attempt(
+      opts,
+      async (l) => {
+        const s = (await this.client.post(path, {
+          body,
+          stream: true,
+          signal: l.signal,
+          headers: this.headers(opts),
+        })) as unknown as Stream<JsonObject>;
+        link = l;
+        return s;
+      },
+      true,
+    );
+    // attempt() resolved, so link is set; it now times the gaps between chunks.
+    return this.relay(stream, link as LinkedAbort, opts.signal);
+  }
+
+  private async *relay(stream: Stream<JsonObject>, link: LinkedAbort, client: AbortSignal): AsyncIterable<JsonObject> {
+    const idle = this.opts.streamIdleTimeoutMs;
+    link.arm(idle);
+    let finished = false;
+    try {
+      for await (const chunk of stream) {
+        link.arm(idle);
+        finished ||= hasFinishReason(chunk);
+        yield chunk;
+      }
+      // The SDK ends quietly when its request is aborted: a deadline that fired is still an error, and so is a
+      // body that closed cleanly before any choice finished (a proxy in between dropped it).
+      if (link.timedOut()) throw new Error('timeout');
+      if (!finished && !client.aborted) throw new Error('stream ended before a finish_reason');
+    } catch (err) {
+      const mapped = classifyUpstreamError(this.name, err, {
+        timedOut: link.timedOut(),
+        clientAborted: client.aborted,
+        timeoutMs: idle,
+        midStream: true,
+      });
+      if (mapped instanceof UpstreamError) this.observer.error(this.name, mapped.kind);
+      throw mapped;
+    } finally {
+      link.dispose();
+    }
+  }
+
+  /** One call with retries. With keepLink the abort link outlives the call (a stream goes on using it). */
+  private async attempt<T>(opts: CallOptions, call: (link: LinkedAbort) => Promise<T>, keepLink = false): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const link = linkedAbort(opts.signal, this.opts.timeoutMs);
+      let ok = false;
+      try {
+        const out = await call(link);
+        ok = true;
+        return out;
+      } catch (err) {
+        const mapped = classifyUpstreamError(this.name, err, {
+          timedOut: link.timedOut(),
+          clientAborted: opts.signal.aborted,
+          timeoutMs: this.opts.timeoutMs,
+        });
+        if (mapped instanceof ClientGoneError) throw mapped;
+        this.observer.error(this.name, mapped.kind);
+        const wait = mapped.retryAfterMs ?? backoffMs(attempt);
+        if (!mapped.retryable || attempt >= this.opts.maxRetries || wait > this.opts.maxRetryAfterMs) throw mapped;
+        this.observer.retry(this.name);
+        await sleep(wait, opts.signal);
+      } finally {
+        if (!(ok && keepLink)) link.dispose();
+      }
+    }
+  }
+}
