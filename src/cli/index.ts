@@ -3,6 +3,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { builtinPlugins } from '../plugins/registry.js';
 import { ConfigError, envOverrides, loadConfig, readConfigFile, validateConfig } from '../proxy/loadConfig.js';
 import { createServer } from '../proxy/server.js';
+import { ModelError } from '../slm/folder.js';
+import { UnknownModelError } from '../slm/registry.js';
+import { addModelsCommands } from './models.js';
 
 const port = (v: string) => {
   const n = Number(v);
@@ -44,6 +47,8 @@ program
     },
   );
 
+addModelsCommands(program);
+
 const config = program.command('config').description('config files');
 config
   .command('check <files...>')
@@ -64,7 +69,7 @@ config
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof ConfigError || err instanceof ModelError || err instanceof UnknownModelError) {
     console.error(err.message);
     process.exit(1);
   }

@@ -6,8 +6,11 @@ import { z } from 'zod';
  */
 
 const UpstreamSchema = z.strictObject({
-  /** Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1. */
-  url: z.string().refine((u) => /^https?:\/\/[^\s]+$/.test(u), 'must be an http(s) URL'),
+  /**
+   * Base URL of an OpenAI-compatible API (http://127.0.0.1:8000/v1), or a model run in process:
+   * `local:NAME` (a name from `models`, or a model shipped in models/) or `local:/path/to/model-folder`.
+   */
+  url: z.string().refine((u) => /^(https?:\/\/[^\s]+|local:.+)$/.test(u), 'must be an http(s) URL or local:MODEL'),
   /** Prefer apiKeyEnv: a key written in a config file ends up in backups and diffs. */
   apiKey: z.string().min(1).optional(),
   apiKeyEnv: z
@@ -42,6 +45,18 @@ const RouteSchema = z.strictObject({
   cache: z.boolean().default(true),
 });
 
+const ModelSpecSchema = z.strictObject({
+  /** A model folder in the Hugging Face Optimum ONNX layout; relative paths resolve against the config file. */
+  path: z.string().min(1),
+  /** Pick one graph when the folder has several (e.g. onnx/model_quantized.onnx). */
+  onnxFile: z.string().min(1).optional(),
+  threads: z.number().int().min(1).max(64).default(2),
+  /** Sequences decoded together in one forward pass (continuous batching). */
+  maxBatch: z.number().int().min(1).max(256).default(8),
+  /** Requests allowed to wait; beyond it requests get 429. */
+  queueLimit: z.number().int().min(0).default(64),
+});
+
 const ProxyKeySchema = z.union([z.string().min(8), z.strictObject({ env: z.string().min(1) })]);
 
 export const ConfigSchema = z.strictObject({
@@ -67,6 +82,10 @@ export const ConfigSchema = z.strictObject({
     .record(z.string().regex(/^[\w.-]+$/, 'upstream names are letters, digits, _ . -'), UpstreamSchema)
     .default({}),
   routes: z.array(RouteSchema).default([]),
+  /** Local models by name, for `local:NAME` upstreams and plugins. The models shipped in models/ are always known. */
+  models: z
+    .record(z.string().regex(/^[\w.-]+$/, 'model names are letters, digits, _ . -'), ModelSpecSchema)
+    .default({}),
   cache: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -95,3 +114,4 @@ export type ConfigInput = z.input<typeof ConfigSchema>;
 export type UpstreamConfig = z.infer<typeof UpstreamSchema>;
 export type RouteConfig = z.infer<typeof RouteSchema>;
 export type PluginRef = z.infer<typeof PluginRefSchema>;
+export type ModelSpec = z.infer<typeof ModelSpecSchema>;

@@ -4,6 +4,7 @@ import YAML from 'yaml';
 import type { z } from 'zod';
 import type { PluginDefinition } from '../plugins/types.js';
 import { ConfigSchema, type TandemConfig } from './config.js';
+import { embeddedDefault } from './embedded.js';
 
 export interface ConfigIssue {
   path: string;
@@ -92,6 +93,8 @@ function applyOverrides(raw: unknown, o: ConfigOverrides): unknown {
       routes.push({ model: '*', upstream: 'default' });
     cfg.routes = routes;
   }
+  const none = (v: unknown) => v === undefined || (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
+  if (none(cfg.upstreams) && none(cfg.routes)) Object.assign(cfg, embeddedDefault());
   return cfg;
 }
 

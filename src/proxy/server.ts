@@ -6,6 +6,7 @@ import type { DestinationStream, Logger } from 'pino';
 import { Pipeline, type PluginInstance } from '../plugins/pipeline.js';
 import { builtinPlugins } from '../plugins/registry.js';
 import type { JsonObject, PluginDefinition } from '../plugins/types.js';
+import { ModelRegistry } from '../slm/registry.js';
 import { proxyAuth, resolveKeys } from './auth.js';
 import { ResponseCache } from './cache.js';
 import type { TandemConfig } from './config.js';
@@ -17,6 +18,7 @@ import { Metrics } from './metrics.js';
 import { type ResolvedRoute, Router } from './router.js';
 import { UpstreamChain } from './upstream/chain.js';
 import { HttpUpstream } from './upstream/http.js';
+import { LocalUpstream } from './upstream/local.js';
 import type { Upstream } from './upstream/types.js';
 
 export interface ServerDeps {
@@ -33,8 +35,12 @@ export interface ServerOptions {
   logStream?: DestinationStream;
   plugins?: ReadonlyMap<string, PluginDefinition>;
   env?: NodeJS.ProcessEnv;
-  /** Upstreams built elsewhere (e.g. a local model), by name; they take precedence over config entries. */
+  /** Upstreams built elsewhere, by name; they take precedence over config entries. */
   upstreams?: ReadonlyMap<string, Upstream>;
+  /** Shared local models (tests reuse one registry across servers). */
+  registry?: ModelRegistry;
+  /** Load local models at start (default true). */
+  warm?: boolean;
 }
 
 export interface TandemServer {
@@ -50,11 +56,16 @@ function buildUpstreams(
   config: TandemConfig,
   metrics: Metrics,
   env: NodeJS.ProcessEnv,
+  registry: ModelRegistry,
   given?: ReadonlyMap<string, Upstream>,
 ) {
   const out = new Map<string, Upstream>(given);
   for (const [name, up] of Object.entries(config.upstreams)) {
     if (out.has(name)) continue;
+    if (up.url.startsWith('local:')) {
+      out.set(name, new LocalUpstream(name, registry, up.url.slice('local:'.length)));
+      continue;
+    }
     const apiKey = up.apiKey ?? (up.apiKeyEnv ? env[up.apiKeyEnv] : undefined);
     out.set(name, new HttpUpstream({ name, ...up, apiKey: apiKey || undefined }, metrics));
   }
@@ -96,7 +107,12 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
   const logger = createLogger(env.TANDEM_LOG_LEVEL ?? config.logging.level, opts.logStream);
   const metrics = new Metrics();
   const plugins = opts.plugins ?? builtinPlugins();
-  const upstreams = buildUpstreams(config, metrics, env, opts.upstreams);
+  const registry = opts.registry ?? new ModelRegistry(config.models, loaded.baseDir);
+  const upstreams = buildUpstreams(config, metrics, env, registry, opts.upstreams);
+  // Local models load now: a missing or corrupt model file stops the start with its name, not the first request.
+  if (opts.warm !== false) {
+    await Promise.all([...upstreams.values()].map((u) => (u instanceof LocalUpstream ? u.warm() : undefined)));
+  }
   const routes = await buildRoutes(loaded, upstreams, plugins, metrics, logger);
   const router = new Router(routes);
   const cache = config.cache.enabled ? new ResponseCache(config.cache) : undefined;
@@ -199,6 +215,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
       }
       await Promise.all(routes.map((r) => r.pipeline.close()));
       await Promise.all([...upstreams.values()].map((u) => u.close?.()));
+      if (!opts.registry) await registry.close();
       logger.flush();
     },
   };

@@ -1,0 +1,395 @@
+import { randomUUID } from 'node:crypto';
+import { contentText } from '../../plugins/text.js';
+import type { JsonObject } from '../../plugins/types.js';
+import { ContextLengthError } from '../../slm/causalLM.js';
+import {
+  AbortedError,
+  type GeneratedToken,
+  type GenerateOptions,
+  type GenerateResult,
+  QueueFullError,
+} from '../../slm/engine.js';
+import type { LoadedCausal, ModelRegistry } from '../../slm/registry.js';
+import { HttpError } from '../errors.js';
+import { Channel } from './channel.js';
+import { ClientGoneError } from './errors.js';
+import type { CallOptions, Upstream } from './types.js';
+
+type Choice = { index: number; text: string; result: GenerateResult };
+
+const now = () => Math.floor(Date.now() / 1000);
+const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
+
+function stops(v: unknown): string[] {
+  if (typeof v === 'string') return [v];
+  return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
+}
+
+/**
+ * A causal LM from the registry served behind the OpenAI API, in process: chat (with the model's chat template),
+ * completions, streaming, logprobs, echo and usage, as an OpenAI-compatible server would.
+ */
+export class LocalUpstream implements Upstream {
+  readonly name: string;
+
+  constructor(
+    name: string,
+    private readonly registry: ModelRegistry,
+    /** Registry name or folder path. */
+    readonly model: string,
+  ) {
+    this.name = name;
+  }
+
+  /** Loads and warms the model now rather than on the first request. */
+  async warm(): Promise<void> {
+    await this.registry.causalLM(this.model);
+  }
+
+  private async load(): Promise<LoadedCausal> {
+    try {
+      return await this.registry.causalLM(this.model);
+    } catch (err) {
+      throw new HttpError(503, `Local model '${this.model}' is unavailable: ${(err as Error).message}`, {
+        type: 'api_error',
+        code: 'model_unavailable',
+      });
+    }
+  }
+
+  private options(m: LoadedCausal, body: JsonObject, promptLen: number, maxKey: unknown): GenerateOptions {
+    const gen = m.lm.folder.generation;
+    const defTemp = gen.do_sample === false ? 0 : (gen.temperature ?? 1);
+    const room = m.lm.contextLength - promptLen;
+    const asked = num(maxKey);
+    return {
+      maxTokens: Math.max(0, Math.min(asked ?? gen.max_new_tokens ?? 256, room)),
+      temperature: num(body.temperature) ?? defTemp,
+      topP: num(body.top_p) ?? gen.top_p ?? 1,
+      topK: num(body.top_k) ?? 0,
+      seed: num(body.seed),
+      stop: stops(body.stop),
+    };
+  }
+
+  private encodeChat(m: LoadedCausal, body: JsonObject): number[] {
+    const messages = (body.messages as JsonObject[]).map((x) => ({
+      role: String(x.role),
+      content: contentText(x.content),
+    }));
+    return m.lm.tokenizer.encode(m.lm.tokenizer.applyChatTemplate(messages, true));
+  }
+
+  private encodePrompts(m: LoadedCausal, prompt: unknown): number[][] {
+    if (typeof prompt === 'string') return [m.lm.tokenizer.encode(prompt)];
+    if (Array.isArray(prompt) && prompt.every((p) => typeof p === 'number')) return [prompt as number[]];
+    if (Array.isArray(prompt))
+      return prompt.map((p) => (typeof p === 'string' ? m.lm.tokenizer.encode(p) : (p as number[])));
+    return [];
+  }
+
+  /** Refuses before streaming starts what would fail at once, so the client gets a plain HTTP error. */
+  private precheck(m: LoadedCausal, promptLen: number, param: string): void {
+    if (promptLen === 0)
+      throw new HttpError(400, 'The prompt is empty after tokenization.', { param, code: 'empty_prompt' });
+    try {
+      m.lm.checkFits(promptLen);
+    } catch (err) {
+      throw new HttpError(400, (err as Error).message, { param, code: 'context_length_exceeded' });
+    }
+    if (m.engine.full)
+      throw new HttpError(429, new QueueFullError(0).message, { code: 'model_busy', headers: { 'retry-after': '1' } });
+  }
+
+  /** Runs n generations (batched by the engine), mapping runtime errors to HTTP ones. */
+  private async run(
+    m: LoadedCausal,
+    prompt: number[],
+    n: number,
+    opts: GenerateOptions,
+    param: string,
+    signal: AbortSignal,
+    onText?: (i: number, d: string, t?: GeneratedToken) => void,
+  ): Promise<Choice[]> {
+    if (prompt.length === 0)
+      throw new HttpError(400, 'The prompt is empty after tokenization.', { param, code: 'empty_prompt' });
+    try {
+      return await Promise.all(
+        Array.from({ length: n }, async (_, index) => {
+          const result = await m.engine.generate(prompt, {
+            ...opts,
+            seed: opts.seed === undefined ? undefined : opts.seed + index,
+            signal,
+            onText: onText ? (d, t) => onText(index, d, t) : undefined,
+          });
+          return { index, text: result.text, result };
+        }),
+      );
+    } catch (err) {
+      if (err instanceof ContextLengthError)
+        throw new HttpError(400, err.message, { param, code: 'context_length_exceeded' });
+      if (err instanceof QueueFullError)
+        throw new HttpError(429, err.message, { code: 'model_busy', headers: { 'retry-after': '1' } });
+      if (err instanceof AbortedError) throw new ClientGoneError();
+      throw err;
+    }
+  }
+
+  private chatLogprobs(tokens: GeneratedToken[]) {
+    return {
+      content: tokens.map((t) => ({
+        token: t.text,
+        logprob: t.logprob,
+        bytes: t.bytes,
+        top_logprobs: t.top.map((x) => ({ token: x.text, logprob: x.logprob, bytes: x.bytes })),
+      })),
+    };
+  }
+
+  private chatSetup(m: LoadedCausal, body: JsonObject) {
+    const prompt = this.encodeChat(m, body);
+    const opts = this.options(m, body, prompt.length, body.max_completion_tokens ?? body.max_tokens);
+    const wantLogprobs = body.logprobs === true;
+    opts.topLogprobs = wantLogprobs ? (num(body.top_logprobs) ?? 0) : 0;
+    return { prompt, opts, wantLogprobs, n: num(body.n) ?? 1 };
+  }
+
+  async chat(body: JsonObject, call: CallOptions): Promise<JsonObject> {
+    const m = await this.load();
+    const { prompt, opts, wantLogprobs, n } = this.chatSetup(m, body);
+    const choices = await this.run(m, prompt, n, opts, 'messages', call.signal);
+    const completion = choices.reduce((a, c) => a + c.result.tokens.length, 0);
+    return {
+      id: `chatcmpl-${randomUUID()}`,
+      object: 'chat.completion',
+      created: now(),
+      model: String(body.model),
+      system_fingerprint: `tandem-local-${this.name}`,
+      choices: choices.map((c) => ({
+        index: c.index,
+        message: { role: 'assistant', content: c.text },
+        logprobs: wantLogprobs ? this.chatLogprobs(c.result.tokens) : null,
+        finish_reason: c.result.finishReason,
+      })),
+      usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion },
+    };
+  }
+
+  async chatStream(body: JsonObject, call: CallOptions): Promise<AsyncIterable<JsonObject>> {
+    const m = await this.load();
+    const { prompt, opts, wantLogprobs, n } = this.chatSetup(m, body);
+    this.precheck(m, prompt.length, 'messages');
+    const base = {
+      id: `chatcmpl-${randomUUID()}`,
+      object: 'chat.completion.chunk',
+      created: now(),
+      model: String(body.model),
+      system_fingerprint: `tandem-local-${this.name}`,
+    };
+    const out = new Channel<JsonObject>();
+    for (let i = 0; i < n; i++)
+      out.push({
+        ...base,
+        choices: [{ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+      });
+    const includeUsage = (body.stream_options as JsonObject | undefined)?.include_usage === true;
+    const done = this.run(m, prompt, n, opts, 'messages', call.signal, (index, delta, token) => {
+      if (!delta && !token) return;
+      out.push({
+        ...base,
+        choices: [
+          {
+            index,
+            delta: { content: delta },
+            logprobs: wantLogprobs && token ? this.chatLogprobs([token]) : null,
+            finish_reason: null,
+          },
+        ],
+      });
+    });
+    done.then(
+      (choices) => {
+        for (const c of choices)
+          out.push({
+            ...base,
+            choices: [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.result.finishReason }],
+          });
+        if (includeUsage) {
+          const completion = choices.reduce((a, c) => a + c.result.tokens.length, 0);
+          out.push({
+            ...base,
+            choices: [],
+            usage: {
+              prompt_tokens: prompt.length,
+              completion_tokens: completion,
+              total_tokens: prompt.length + completion,
+            },
+          });
+        }
+        out.end();
+      },
+      (err: Error) => out.fail(err),
+    );
+    return out;
+  }
+
+  async completion(body: JsonObject, call: CallOptions): Promise<JsonObject> {
+    const m = await this.load();
+    const prompts = this.encodePrompts(m, body.prompt);
+    const n = num(body.n) ?? 1;
+    const k = num(body.logprobs);
+    const echo = body.echo === true;
+    const all = await Promise.all(prompts.map((p) => this.completeOne(m, body, p, n, k, echo, call.signal)));
+    const choices = all.flat().map((c, index) => ({ ...c, index }));
+    const promptTokens = prompts.reduce((a, p) => a + p.length, 0);
+    const completion = choices.reduce((a, c) => a + c.completionTokens, 0);
+    return {
+      id: `cmpl-${randomUUID()}`,
+      object: 'text_completion',
+      created: now(),
+      model: String(body.model),
+      system_fingerprint: `tandem-local-${this.name}`,
+      choices: choices.map(({ completionTokens: _, ...c }) => c),
+      usage: { prompt_tokens: promptTokens, completion_tokens: completion, total_tokens: promptTokens + completion },
+    };
+  }
+
+  private async completeOne(
+    m: LoadedCausal,
+    body: JsonObject,
+    prompt: number[],
+    n: number,
+    k: number | undefined,
+    echo: boolean,
+    signal: AbortSignal,
+  ) {
+    const tok = m.lm.tokenizer;
+    const asked = num(body.max_tokens) ?? 16;
+    // Scoring a prompt (echo, max_tokens 0) needs it to fit; generating needs room for one more token.
+    this.precheck(m, asked === 0 ? Math.max(1, prompt.length - 1) : prompt.length, 'prompt');
+    const opts = this.options(m, body, prompt.length, asked);
+    opts.topLogprobs = k ?? 0;
+    if (opts.maxTokens === 0 && !echo) {
+      throw new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
+    }
+    const generated: Choice[] =
+      opts.maxTokens > 0
+        ? await this.run(m, prompt, n, opts, 'prompt', signal)
+        : Array.from({ length: n }, (_, index) => ({
+            index,
+            text: '',
+            result: { text: '', tokens: [], finishReason: 'length' as const, promptTokens: prompt.length },
+          }));
+    // Echo with logprobs scores the prompt itself: one forward pass, the first token has no logprob.
+    const echoed = echo && k !== undefined ? await this.scorePrompt(m, prompt, k) : undefined;
+    return generated.map((c) => {
+      const promptText = echo ? tok.decode(prompt) : '';
+      let logprobs: JsonObject | null = null;
+      if (k !== undefined) {
+        const entries = [
+          ...(echoed ?? []),
+          ...c.result.tokens.map((t) => ({ token: t.text, logprob: t.logprob as number | null, top: t.top })),
+        ];
+        let offset = 0;
+        const text_offset = entries.map((e) => {
+          const at = offset;
+          offset += e.token.length;
+          return at;
+        });
+        logprobs = {
+          tokens: entries.map((e) => e.token),
+          token_logprobs: entries.map((e) => e.logprob),
+          top_logprobs: entries.map((e) =>
+            e.logprob === null ? null : Object.fromEntries(e.top.map((x) => [x.text, x.logprob])),
+          ),
+          text_offset,
+        };
+      }
+      return {
+        index: c.index,
+        text: promptText + c.text,
+        logprobs,
+        finish_reason: c.result.finishReason,
+        completionTokens: c.result.tokens.length,
+      };
+    });
+  }
+
+  private async scorePrompt(m: LoadedCausal, prompt: number[], k: number) {
+    const tok = m.lm.tokenizer;
+    const scored = await m.lm.score(prompt.slice(0, 1), prompt.slice(1));
+    const first = {
+      token: tok.tokenText(prompt[0] as number),
+      logprob: null as number | null,
+      top: [] as { text: string; logprob: number }[],
+    };
+    return [
+      first,
+      ...prompt.slice(1).map((id, i) => {
+        const row = scored.rows[i] as Float32Array;
+        const top =
+          k > 0
+            ? [...row]
+                .map((v, j) => ({ j, v }))
+                .sort((a, b) => b.v - a.v)
+                .slice(0, k)
+            : [];
+        return {
+          token: tok.tokenText(id),
+          logprob: scored.logprobs[i] as number,
+          top: top.map((x) => ({ text: tok.tokenText(x.j), logprob: x.v })),
+        };
+      }),
+    ];
+  }
+
+  async completionStream(body: JsonObject, call: CallOptions): Promise<AsyncIterable<JsonObject>> {
+    const m = await this.load();
+    const prompts = this.encodePrompts(m, body.prompt);
+    if (prompts.length !== 1) throw new HttpError(400, 'Streaming completions take one prompt.', { param: 'prompt' });
+    const prompt = prompts[0] as number[];
+    const opts = this.options(m, body, prompt.length, body.max_tokens ?? 16);
+    const base = { id: `cmpl-${randomUUID()}`, object: 'text_completion', created: now(), model: String(body.model) };
+    const out = new Channel<JsonObject>();
+    const n = num(body.n) ?? 1;
+    if (body.echo === true)
+      for (let i = 0; i < n; i++)
+        out.push({
+          ...base,
+          choices: [{ index: i, text: m.lm.tokenizer.decode(prompt), logprobs: null, finish_reason: null }],
+        });
+    this.precheck(m, prompt.length, 'prompt');
+    const includeUsage = (body.stream_options as JsonObject | undefined)?.include_usage === true;
+    const done = this.run(m, prompt, n, opts, 'prompt', call.signal, (index, delta) => {
+      if (delta) out.push({ ...base, choices: [{ index, text: delta, logprobs: null, finish_reason: null }] });
+    });
+    done.then(
+      (choices) => {
+        for (const c of choices)
+          out.push({
+            ...base,
+            choices: [{ index: c.index, text: '', logprobs: null, finish_reason: c.result.finishReason }],
+          });
+        if (includeUsage) {
+          const completion = choices.reduce((a, c) => a + c.result.tokens.length, 0);
+          out.push({
+            ...base,
+            choices: [],
+            usage: {
+              prompt_tokens: prompt.length,
+              completion_tokens: completion,
+              total_tokens: prompt.length + completion,
+            },
+          });
+        }
+        out.end();
+      },
+      (err: Error) => out.fail(err),
+    );
+    return out;
+  }
+
+  async listModels(): Promise<JsonObject[]> {
+    return [{ id: this.model, object: 'model', created: 0, owned_by: 'tandem-local' }];
+  }
+}

@@ -1,0 +1,270 @@
+import type { CausalLM } from './causalLM.js';
+import { concatRows, type KvCache, resizeLeft, selectRows } from './kv.js';
+import { logSoftmax, rng, type SamplingParams, sample, topK } from './sampling.js';
+import { StopMatcher } from './stop.js';
+
+export interface GenerateOptions extends Partial<SamplingParams> {
+  maxTokens: number;
+  seed?: number;
+  stop?: string[];
+  /** How many alternatives to report per generated token (0 = only the chosen token's logprob). */
+  topLogprobs?: number;
+  signal?: AbortSignal;
+  /** Called with each piece of text as it becomes final (stop strings are never emitted). */
+  onText?: (delta: string, token: GeneratedToken | undefined) => void;
+}
+
+export interface GeneratedToken {
+  id: number;
+  text: string;
+  bytes: number[];
+  logprob: number;
+  top: { id: number; text: string; bytes: number[]; logprob: number }[];
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: GeneratedToken[];
+  finishReason: 'stop' | 'length';
+  promptTokens: number;
+}
+
+export class QueueFullError extends Error {
+  constructor(readonly limit: number) {
+    super(`The model is busy: ${limit} requests are already waiting. Retry shortly.`);
+  }
+}
+
+export class AbortedError extends Error {
+  constructor() {
+    super('generation cancelled');
+  }
+}
+
+interface Seq {
+  prompt: number[];
+  opts: GenerateOptions;
+  params: SamplingParams;
+  random: () => number;
+  stop: StopMatcher;
+  tokens: GeneratedToken[];
+  ids: number[];
+  finish?: 'stop' | 'length';
+  resolve: (r: GenerateResult) => void;
+  reject: (e: Error) => void;
+}
+
+export interface EngineOptions {
+  /** Sequences decoded together in one forward pass. */
+  maxBatch: number;
+  /** Requests allowed to wait for a place; beyond it a request is refused (429) rather than queued forever. */
+  queueLimit: number;
+}
+
+/**
+ * Continuous batching: every decode step runs all active sequences in one forward pass; new requests are prefilled
+ * and merged into the running batch between steps, and finished ones leave it, so concurrent requests share the
+ * model's matrix products instead of queueing behind each other.
+ */
+export class GenerationEngine {
+  private readonly waiting: Seq[] = [];
+  private active: Seq[] = [];
+  private kv: KvCache | null = null;
+  private mask: number[][] = [];
+  private running = false;
+
+  constructor(
+    private readonly lm: CausalLM,
+    private readonly opts: EngineOptions,
+  ) {}
+
+  /** True when a new request would be refused. */
+  get full(): boolean {
+    return this.waiting.length >= this.opts.queueLimit;
+  }
+
+  get load(): { active: number; waiting: number } {
+    return { active: this.active.length, waiting: this.waiting.length };
+  }
+
+  generate(prompt: number[], opts: GenerateOptions): Promise<GenerateResult> {
+    if (prompt.length === 0) return Promise.reject(new Error('empty prompt'));
+    this.lm.checkFits(prompt.length);
+    if (this.waiting.length >= this.opts.queueLimit) return Promise.reject(new QueueFullError(this.opts.queueLimit));
+    if (opts.signal?.aborted) return Promise.reject(new AbortedError());
+    return new Promise((resolve, reject) => {
+      this.waiting.push({
+        prompt,
+        opts,
+        params: { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0, topP: opts.topP ?? 1 },
+        random: rng(opts.seed ?? Math.floor(Math.random() * 2 ** 32)),
+        stop: new StopMatcher(opts.stop ?? []),
+        tokens: [],
+        ids: [],
+        resolve,
+        reject,
+      });
+      void this.loop();
+    });
+  }
+
+  private async loop(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.waiting.length || this.active.length) {
+        this.dropCancelled();
+        if (this.waiting.length && this.active.length < this.opts.maxBatch) await this.admit();
+        if (this.active.length) await this.step();
+      }
+    } catch (err) {
+      // A failed forward pass fails every sequence in it; the engine is reset for the next requests.
+      for (const s of [...this.active, ...this.waiting]) s.reject(err as Error);
+      this.active = [];
+      this.waiting.length = 0;
+      this.kv = null;
+      this.mask = [];
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private dropCancelled(): void {
+    for (let i = this.waiting.length - 1; i >= 0; i--) {
+      const s = this.waiting[i] as Seq;
+      if (s.opts.signal?.aborted) {
+        this.waiting.splice(i, 1);
+        s.reject(new AbortedError());
+      }
+    }
+    const keep = this.active.map((s, i) => (s.opts.signal?.aborted ? -1 : i)).filter((i) => i >= 0);
+    if (keep.length === this.active.length) return;
+    for (const s of this.active) if (s.opts.signal?.aborted) s.reject(new AbortedError());
+    this.retain(keep);
+  }
+
+  /** Prefills waiting prompts together (left-padded) and merges them into the running batch. */
+  private async admit(): Promise<void> {
+    const room = this.opts.maxBatch - this.active.length;
+    const fresh = this.waiting.splice(0, room);
+    const len = Math.max(...fresh.map((s) => s.prompt.length));
+    const ids = fresh.map((s) => [...Array(len - s.prompt.length).fill(this.lm.tokenizer.padId), ...s.prompt]);
+    const mask = fresh.map((s) => [...Array(len - s.prompt.length).fill(0), ...s.prompt.map(() => 1)]);
+    const positions = fresh.map((s) => Array.from({ length: len }, (_, i) => Math.max(0, i - (len - s.prompt.length))));
+    const out = await this.lm.forward({
+      ids,
+      mask,
+      positions,
+      past: this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null,
+    });
+    for (const [b, s] of fresh.entries())
+      this.accept(s, logSoftmax(out.logits, (b * len + len - 1) * out.vocab, out.vocab));
+    if (this.lm.hasCache) {
+      const present = out.present as KvCache;
+      if (this.kv && this.active.length) {
+        const length = Math.max(this.kv.length, present.length);
+        this.kv = concatRows(resizeLeft(this.kv, length), resizeLeft(present, length));
+        this.mask = [...this.mask, ...mask].map((m) => [...Array(length - m.length).fill(0), ...m]);
+      } else {
+        this.kv = present;
+        this.mask = mask;
+      }
+    }
+    this.active.push(...fresh);
+    this.finishDone();
+  }
+
+  /** One decode step for every active sequence. */
+  private async step(): Promise<void> {
+    const last = this.active.map((s) => s.ids.at(-1) as number);
+    let out: Awaited<ReturnType<CausalLM['forward']>>;
+    if (this.lm.hasCache) {
+      this.mask = this.mask.map((m) => [...m, 1]);
+      out = await this.lm.forward({
+        ids: last.map((t) => [t]),
+        mask: this.mask,
+        positions: this.active.map((s) => [s.prompt.length + s.ids.length - 1]),
+        past: this.kv,
+      });
+      this.kv = out.present;
+      for (const [b, s] of this.active.entries()) this.accept(s, logSoftmax(out.logits, b * out.vocab, out.vocab));
+    } else {
+      // Without a cache every step re-reads the whole (left-padded) sequence.
+      const seqs = this.active.map((s) => [...s.prompt, ...s.ids]);
+      const len = Math.max(...seqs.map((x) => x.length));
+      const ids = seqs.map((x) => [...Array(len - x.length).fill(this.lm.tokenizer.padId), ...x]);
+      const mask = seqs.map((x) => [...Array(len - x.length).fill(0), ...x.map(() => 1)]);
+      const positions = seqs.map((x) => Array.from({ length: len }, (_, i) => Math.max(0, i - (len - x.length))));
+      out = await this.lm.forward({ ids, mask, positions, past: null });
+      for (const [b, s] of this.active.entries())
+        this.accept(s, logSoftmax(out.logits, (b * len + len - 1) * out.vocab, out.vocab));
+    }
+    this.finishDone();
+  }
+
+  /** Samples the next token of one sequence and releases whatever text became final. */
+  private accept(s: Seq, logprobs: Float32Array): void {
+    const id = sample(logprobs, s.params, s.random);
+    const tok = this.lm.tokenizer;
+    if (this.lm.eos.has(id)) {
+      s.finish = 'stop';
+      return;
+    }
+    const k = s.opts.topLogprobs ?? 0;
+    const token: GeneratedToken = {
+      id,
+      text: tok.tokenText(id),
+      bytes: tok.tokenBytes(id),
+      logprob: logprobs[id] as number,
+      top:
+        k > 0
+          ? topK(logprobs, k).map((c) => ({
+              id: c.id,
+              text: tok.tokenText(c.id),
+              bytes: tok.tokenBytes(c.id),
+              logprob: c.value,
+            }))
+          : [],
+    };
+    s.ids.push(id);
+    s.tokens.push(token);
+    const { delta, stopped } = s.stop.push(tok.decode(s.ids));
+    if (delta || !stopped) s.opts.onText?.(delta, token);
+    if (stopped) s.finish = 'stop';
+    else if (s.ids.length >= s.opts.maxTokens || s.prompt.length + s.ids.length >= this.lm.contextLength)
+      s.finish = 'length';
+  }
+
+  private finishDone(): void {
+    const keep: number[] = [];
+    this.active.forEach((s, i) => {
+      if (!s.finish) {
+        keep.push(i);
+        return;
+      }
+      const rest = s.stop.flush();
+      if (rest) s.opts.onText?.(rest, undefined);
+      s.resolve({ text: s.stop.text, tokens: s.tokens, finishReason: s.finish, promptTokens: s.prompt.length });
+    });
+    if (keep.length !== this.active.length) this.retain(keep);
+  }
+
+  /** Keeps the given active rows, dropping the others' cache rows and any all-padding columns on the left. */
+  private retain(keep: number[]): void {
+    this.active = keep.map((i) => this.active[i] as Seq);
+    if (!this.lm.hasCache || !this.kv) return;
+    if (keep.length === 0) {
+      this.kv = null;
+      this.mask = [];
+      return;
+    }
+    this.mask = keep.map((i) => this.mask[i] as number[]);
+    let kv = selectRows(this.kv, keep);
+    const lead = Math.min(...this.mask.map((m) => m.indexOf(1)));
+    if (lead > 0) {
+      kv = resizeLeft(kv, kv.length - lead);
+      this.mask = this.mask.map((m) => m.slice(lead));
+    }
+    this.kv = kv;
+  }
+}

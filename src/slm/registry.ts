@@ -1,0 +1,122 @@
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ModelSpec } from '../proxy/config.js';
+import { CausalLM } from './causalLM.js';
+import { Classifier } from './classifier.js';
+import { GenerationEngine } from './engine.js';
+import { ModelError, readModelFolder } from './folder.js';
+import { defaultModelsDir } from './hub.js';
+
+/** The models shipped with Tandem (models/ at the package root), found from this file in src/ or dist/. */
+export const BUILTIN_MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models');
+
+export interface LoadedCausal {
+  lm: CausalLM;
+  engine: GenerationEngine;
+}
+
+const DEFAULTS = { threads: 2, maxBatch: 8, queueLimit: 64 };
+
+export class UnknownModelError extends Error {
+  constructor(
+    readonly model: string,
+    known: string[],
+  ) {
+    super(`No local model named '${model}'; known: ${known.join(', ') || '(none)'}`);
+  }
+}
+
+/**
+ * Local models by name: those in the config, the ones shipped in models/, and any folder given by path. Loading is
+ * lazy (and once: concurrent first requests share one load), with a warm-up run.
+ */
+export class ModelRegistry {
+  private readonly specs = new Map<string, ModelSpec>();
+  private readonly causal = new Map<string, Promise<LoadedCausal>>();
+  private readonly classifiers = new Map<string, Promise<Classifier>>();
+
+  constructor(
+    configured: Record<string, ModelSpec> = {},
+    baseDir = process.cwd(),
+    builtinDir = BUILTIN_MODELS_DIR,
+    pulledDir = defaultModelsDir(),
+  ) {
+    // Pulled models are known as org/name, as on the hub.
+    if (existsSync(pulledDir)) {
+      for (const org of readdirSync(pulledDir)) {
+        const orgDir = join(pulledDir, org);
+        if (!statSync(orgDir).isDirectory()) continue;
+        for (const name of readdirSync(orgDir)) {
+          if (existsSync(join(orgDir, name, 'config.json')))
+            this.specs.set(`${org}/${name}`, { path: join(orgDir, name), ...DEFAULTS });
+        }
+      }
+    }
+    if (existsSync(builtinDir)) {
+      for (const name of readdirSync(builtinDir)) {
+        if (existsSync(join(builtinDir, name, 'config.json')))
+          this.specs.set(name, { path: join(builtinDir, name), ...DEFAULTS });
+      }
+    }
+    for (const [name, spec] of Object.entries(configured)) {
+      this.specs.set(name, { ...spec, path: isAbsolute(spec.path) ? spec.path : resolve(baseDir, spec.path) });
+    }
+  }
+
+  names(): string[] {
+    return [...this.specs.keys()].sort();
+  }
+
+  /** A name from the registry, or a folder path (absolute, or starting with . or /). */
+  spec(nameOrPath: string): ModelSpec {
+    const known = this.specs.get(nameOrPath);
+    if (known) return known;
+    if (nameOrPath.startsWith('/') || nameOrPath.startsWith('.')) return { path: resolve(nameOrPath), ...DEFAULTS };
+    throw new UnknownModelError(nameOrPath, this.names());
+  }
+
+  /** What kind of model a folder holds, from config.json's architectures. */
+  kind(nameOrPath: string): 'causal' | 'classifier' {
+    const folder = readModelFolder(this.spec(nameOrPath).path);
+    const arch = folder.config.architectures?.[0] ?? '';
+    return /ForSequenceClassification$/.test(arch) ? 'classifier' : 'causal';
+  }
+
+  causalLM(nameOrPath: string): Promise<LoadedCausal> {
+    const spec = this.spec(nameOrPath);
+    let p = this.causal.get(spec.path);
+    if (!p) {
+      p = CausalLM.load(spec.path, { threads: spec.threads, onnxFile: spec.onnxFile }).then((lm) => ({
+        lm,
+        engine: new GenerationEngine(lm, { maxBatch: spec.maxBatch, queueLimit: spec.queueLimit }),
+      }));
+      // A failed load is not cached: the next request tries again (the file may have been fixed).
+      p.catch(() => this.causal.delete(spec.path));
+      this.causal.set(spec.path, p);
+    }
+    return p;
+  }
+
+  classifier(nameOrPath: string): Promise<Classifier> {
+    const spec = this.spec(nameOrPath);
+    let p = this.classifiers.get(spec.path);
+    if (!p) {
+      p = Classifier.load(spec.path, { threads: spec.threads, onnxFile: spec.onnxFile });
+      p.catch(() => this.classifiers.delete(spec.path));
+      this.classifiers.set(spec.path, p);
+    }
+    return p;
+  }
+
+  async close(): Promise<void> {
+    const loaded = await Promise.allSettled([...this.causal.values()]);
+    const cls = await Promise.allSettled([...this.classifiers.values()]);
+    await Promise.all([
+      ...loaded.map((r) => (r.status === 'fulfilled' ? r.value.lm.release() : undefined)),
+      ...cls.map((r) => (r.status === 'fulfilled' ? r.value.release() : undefined)),
+    ]);
+  }
+}
+
+export { ModelError };

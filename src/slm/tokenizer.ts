@@ -1,0 +1,116 @@
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { ModelFolder } from './folder.js';
+import { ModelError } from './folder.js';
+
+export interface ChatMessageInput {
+  role: string;
+  content: string;
+}
+
+const tokenText = (v: unknown): string | undefined =>
+  typeof v === 'string'
+    ? v
+    : v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string'
+      ? (v as { content: string }).content
+      : undefined;
+
+/** GPT-2's byte-to-printable-character table, inverted: how byte-level BPE vocabularies spell raw bytes. */
+const BYTE_OF_CHAR: ReadonlyMap<string, number> = (() => {
+  const bytes: number[] = [];
+  for (let b = 33; b <= 126; b++) bytes.push(b);
+  for (let b = 161; b <= 172; b++) bytes.push(b);
+  for (let b = 174; b <= 255; b++) bytes.push(b);
+  const chars = [...bytes];
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bytes.includes(b)) {
+      bytes.push(b);
+      chars.push(256 + n++);
+    }
+  }
+  return new Map(bytes.map((b, i) => [String.fromCodePoint(chars[i] as number), b]));
+})();
+
+/** tokenizer.json through @huggingface/tokenizers, plus the folder's chat template through @huggingface/jinja. */
+export class TextTokenizer {
+  private readonly tok: Tokenizer;
+  private readonly template: Template | undefined;
+  private readonly specials: Record<string, string | undefined>;
+  readonly vocabSize: number;
+  readonly paddingSide: 'left' | 'right';
+  readonly padId: number;
+  /** Ids of added special tokens, never shown in decoded text. */
+  readonly specialIds: ReadonlySet<number>;
+  private readonly byteLevel: boolean;
+
+  constructor(folder: ModelFolder) {
+    const cfg = folder.tokenizerConfig;
+    try {
+      this.tok = new Tokenizer(folder.tokenizerJson, cfg);
+    } catch (err) {
+      throw new ModelError(folder.dir, `tokenizer.json could not be loaded (${(err as Error).message})`);
+    }
+    this.specials = {
+      bos_token: tokenText(cfg.bos_token),
+      eos_token: tokenText(cfg.eos_token),
+      pad_token: tokenText(cfg.pad_token),
+      unk_token: tokenText(cfg.unk_token),
+    };
+    const template = typeof cfg.chat_template === 'string' ? cfg.chat_template : undefined;
+    this.template = template ? new Template(template) : undefined;
+    this.vocabSize = this.tok.get_vocab(true).size;
+    this.paddingSide = cfg.padding_side === 'right' ? 'right' : 'left';
+    const pad = this.specials.pad_token ? this.tok.token_to_id(this.specials.pad_token) : undefined;
+    this.padId = pad ?? folder.config.pad_token_id ?? 0;
+    const decoder = (folder.tokenizerJson as { decoder?: { type?: string } }).decoder;
+    this.byteLevel = decoder?.type === 'ByteLevel';
+    this.specialIds = new Set([...this.tok.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.template !== undefined;
+  }
+
+  encode(text: string, addSpecialTokens = false): number[] {
+    return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
+  }
+
+  decode(ids: number[], skipSpecial = true): string {
+    return this.tok.decode(ids, { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
+  }
+
+  /** The text of one token (as the model sees it, after byte-level decoding). */
+  tokenText(id: number): string {
+    return this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+  }
+
+  /**
+   * The raw bytes of one token: with byte-level BPE a token can be part of a multi-byte character, which text alone
+   * cannot show (OpenAI's logprobs carry these bytes for that reason).
+   */
+  tokenBytes(id: number): number[] {
+    const raw = this.tok.id_to_token(id);
+    if (raw === undefined) return [];
+    if (!this.byteLevel || this.specialIds.has(id)) return [...Buffer.from(this.tokenText(id), 'utf8')];
+    const out: number[] = [];
+    for (const ch of raw) {
+      const b = BYTE_OF_CHAR.get(ch);
+      if (b === undefined) return [...Buffer.from(this.tokenText(id), 'utf8')];
+      out.push(b);
+    }
+    return out;
+  }
+
+  tokenId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+
+  /** Renders messages with the model's chat template; without one, a plain "role: content" transcript. */
+  applyChatTemplate(messages: ChatMessageInput[], addGenerationPrompt = true): string {
+    if (!this.template) {
+      return `${messages.map((m) => `${m.role}: ${m.content}`).join('\n')}${addGenerationPrompt ? '\nassistant:' : ''}`;
+    }
+    return this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...this.specials });
+  }
+}
