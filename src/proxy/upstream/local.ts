@@ -25,6 +25,33 @@ function stops(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
 }
 
+/** Once generation ends: a finishing chunk per choice, the usage chunk if asked for, then the end (or the error). */
+function closeStream(
+  out: Channel<JsonObject>,
+  done: Promise<Choice[]>,
+  base: JsonObject,
+  promptTokens: number,
+  includeUsage: boolean,
+  finishChoice: (c: Choice) => JsonObject,
+): void {
+  done.then(
+    (choices) => {
+      for (const c of choices) out.push({ ...base, choices: [finishChoice(c)] });
+      if (includeUsage) {
+        const completion = choices.reduce((a, c) => a + c.result.tokens.length, 0);
+        const usage = {
+          prompt_tokens: promptTokens,
+          completion_tokens: completion,
+          total_tokens: promptTokens + completion,
+        };
+        out.push({ ...base, choices: [], usage });
+      }
+      out.end();
+    },
+    (err: Error) => out.fail(err),
+  );
+}
+
 /**
  * A causal LM from the registry served behind the OpenAI API, in process: chat (with the model's chat template),
  * completions, streaming, logprobs, echo and usage, as an OpenAI-compatible server would.
@@ -207,29 +234,12 @@ export class LocalUpstream implements Upstream {
         ],
       });
     });
-    done.then(
-      (choices) => {
-        for (const c of choices)
-          out.push({
-            ...base,
-            choices: [{ index: c.index, delta: {}, logprobs: null, finish_reason: c.result.finishReason }],
-          });
-        if (includeUsage) {
-          const completion = choices.reduce((a, c) => a + c.result.tokens.length, 0);
-          out.push({
-            ...base,
-            choices: [],
-            usage: {
-              prompt_tokens: prompt.length,
-              completion_tokens: completion,
-              total_tokens: prompt.length + completion,
-            },
-          });
-        }
-        out.end();
-      },
-      (err: Error) => out.fail(err),
-    );
+    closeStream(out, done, base, prompt.length, includeUsage, (c) => ({
+      index: c.index,
+      delta: {},
+      logprobs: null,
+      finish_reason: c.result.finishReason,
+    }));
     return out;
   }
 
@@ -363,29 +373,12 @@ export class LocalUpstream implements Upstream {
     const done = this.run(m, prompt, n, opts, 'prompt', call.signal, (index, delta) => {
       if (delta) out.push({ ...base, choices: [{ index, text: delta, logprobs: null, finish_reason: null }] });
     });
-    done.then(
-      (choices) => {
-        for (const c of choices)
-          out.push({
-            ...base,
-            choices: [{ index: c.index, text: '', logprobs: null, finish_reason: c.result.finishReason }],
-          });
-        if (includeUsage) {
-          const completion = choices.reduce((a, c) => a + c.result.tokens.length, 0);
-          out.push({
-            ...base,
-            choices: [],
-            usage: {
-              prompt_tokens: prompt.length,
-              completion_tokens: completion,
-              total_tokens: prompt.length + completion,
-            },
-          });
-        }
-        out.end();
-      },
-      (err: Error) => out.fail(err),
-    );
+    closeStream(out, done, base, prompt.length, includeUsage, (c) => ({
+      index: c.index,
+      text: '',
+      logprobs: null,
+      finish_reason: c.result.finishReason,
+    }));
     return out;
   }
 
