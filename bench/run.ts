@@ -1,0 +1,40 @@
+/**
+ * Benchmark dispatcher: `npm run bench -- <suite> [flags]`.
+ * Each suite is a module exporting `run(args)`; it is imported only when asked for, so one suite's heavy
+ * dependencies (models, gateways) never load for another.
+ */
+export interface BenchSuite {
+  /** Runs the suite with the CLI arguments that follow its name; resolves to the process exit code. */
+  run(args: string[]): Promise<number>;
+}
+
+const suites: Record<string, { describe: string; load: () => Promise<BenchSuite> }> = {
+  proxy: {
+    describe: 'req/s and latency: fake upstream direct vs Tandem passthrough vs Portkey gateway',
+    load: () => import('./proxy.js'),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(suites).map((k) => k.length));
+  return [
+    'usage: npm run bench -- <suite> [flags]',
+    '',
+    'suites:',
+    ...Object.entries(suites).map(([k, s]) => `  ${k.padEnd(width)}  ${s.describe}`),
+  ].join('\n');
+}
+
+const [name, ...rest] = process.argv.slice(2);
+const suite = name ? suites[name] : undefined;
+if (!suite) {
+  console.error(name ? `unknown bench suite '${name}'\n` : 'no bench suite given\n');
+  console.error(usage());
+  process.exit(2);
+}
+try {
+  process.exitCode = await (await suite.load()).run(rest);
+} catch (err) {
+  console.error(`bench ${name}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  process.exitCode = 1;
+}
