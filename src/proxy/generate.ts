@@ -12,9 +12,19 @@ import { SseWriter } from './sse.js';
 import { ClientGoneError } from './upstream/errors.js';
 import type { CallOptions } from './upstream/types.js';
 
+/** JSON without express's res.json/res.send machinery (content-type negotiation, etag): this is the hot path. */
+export function sendJson(res: Response, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.end(text);
+}
+
 /** What the request log line and metrics report about one generation request. */
 export interface RequestLocals {
   requestId: string;
+  abort?: AbortController;
   route?: string;
   cache?: 'hit' | 'miss';
   verdict?: string;
@@ -58,10 +68,9 @@ export function generationHandler(endpoint: Endpoint, deps: ServerDeps) {
     }
     locals.route = route.id;
 
+    // The request-log middleware aborts this when the client goes away before the response is done.
     const abort = new AbortController();
-    res.on('close', () => {
-      if (!res.writableFinished) abort.abort();
-    });
+    locals.abort = abort;
     const ctx: RequestContext = {
       requestId: locals.requestId,
       endpoint,
@@ -146,7 +155,7 @@ async function jsonAnswer(
   if (key) {
     locals.cache = response ? 'hit' : 'miss';
     deps.metrics.cache.inc({ result: locals.cache });
-    res.set('x-tandem-cache', locals.cache);
+    res.setHeader('x-tandem-cache', locals.cache);
   }
   if (!response) {
     const out = await decode(route, ctx, body, call);
@@ -161,13 +170,13 @@ async function jsonAnswer(
     }
   }
   locals.verdict = worstVerdict(checks);
-  if (checks.length) res.set('x-tandem-checks', checksHeader(checks));
+  if (checks.length) res.setHeader('x-tandem-checks', checksHeader(checks));
   if (!strict) {
     const tandem: JsonObject = { request_id: ctx.requestId, checks };
     if (key) tandem.cache = locals.cache;
     response = { ...response, tandem };
   }
-  res.json(response);
+  sendJson(res, 200, response);
 }
 
 async function streamAnswer(

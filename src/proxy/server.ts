@@ -11,7 +11,8 @@ import { proxyAuth, resolveKeys } from './auth.js';
 import { ResponseCache } from './cache.js';
 import type { TandemConfig } from './config.js';
 import { HttpError, toHttpError } from './errors.js';
-import { generationHandler, type RequestLocals } from './generate.js';
+import { generationHandler, type RequestLocals, sendJson } from './generate.js';
+import { jsonBody, parseSize } from './jsonBody.js';
 import type { LoadedConfig } from './loadConfig.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -123,8 +124,8 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
       res.destroy();
       return;
     }
-    res.status(err.status).set(err.headers);
-    res.json(tandem && !strict ? { ...err.toBody(), tandem } : err.toBody());
+    for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
+    sendJson(res, err.status, tandem && !strict ? { ...err.toBody(), tandem } : err.toBody());
   };
   const deps: ServerDeps = { config, logger, metrics, router, cache, sendError };
 
@@ -140,8 +141,9 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
     const locals = res.locals as RequestLocals;
     locals.requestId = requestId;
-    res.set('x-request-id', requestId);
+    res.setHeader('x-request-id', requestId);
     res.on('close', () => {
+      if (!res.writableFinished) locals.abort?.abort();
       const seconds = (performance.now() - start) / 1000;
       const endpoint =
         req.path === '/v1/chat/completions' ? 'chat' : req.path === '/v1/completions' ? 'completions' : 'other';
@@ -177,8 +179,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
   });
 
   app.use('/v1', proxyAuth(resolveKeys(config.auth.keys, env), sendError));
-  // Any content type is read as JSON: curl's default form type should not turn a good body into a confusing error.
-  app.use('/v1', express.json({ limit: config.server.bodyLimit, type: () => true, strict: true }));
+  app.use('/v1', jsonBody(parseSize(config.server.bodyLimit)));
 
   app.post('/v1/chat/completions', generationHandler('chat', deps));
   app.post('/v1/completions', generationHandler('completions', deps));
@@ -190,7 +191,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
     sendError(res, new HttpError(404, `Unknown request URL: ${req.method} ${req.path}`, { code: 'unknown_url' }));
   });
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    sendError(res, bodyError(err) ?? logged(err, logger, res));
+    sendError(res, err instanceof HttpError ? err : logged(err, logger, res));
   });
 
   let server: Server | undefined;
@@ -224,31 +225,6 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
 function logged(err: unknown, logger: Logger, res: Response): HttpError {
   logger.error({ reqId: (res.locals as RequestLocals).requestId, err }, 'unhandled error');
   return toHttpError(err);
-}
-
-/** Errors of express.json (body-parser), told apart by their `type`. */
-function bodyError(err: unknown): HttpError | undefined {
-  const type = (err as { type?: unknown })?.type;
-  switch (type) {
-    case 'entity.parse.failed':
-      return new HttpError(400, `We could not parse the JSON body of your request: ${(err as Error).message}`, {
-        code: 'invalid_json',
-      });
-    case 'entity.too.large':
-      return new HttpError(413, `Request body too large (limit ${(err as { limit?: number }).limit} bytes).`, {
-        code: 'request_too_large',
-      });
-    case 'encoding.unsupported':
-    case 'charset.unsupported':
-      return new HttpError(415, (err as Error).message, { code: 'unsupported_encoding' });
-    case 'request.aborted':
-    case 'request.size.invalid':
-    case 'stream.encoding.set':
-    case 'stream.not.readable':
-      return new HttpError(400, (err as Error).message, { code: 'bad_request_body' });
-    default:
-      return undefined;
-  }
 }
 
 /** Models the client may ask for: every exact route name, plus what upstreams behind catch-all routes list. */

@@ -1,8 +1,10 @@
-import OpenAI from 'openai';
-import type { Stream } from 'openai/streaming';
+import OpenAI, { APIError } from 'openai';
 import type { JsonObject } from '../../plugins/types.js';
+import { rawJson } from '../sse.js';
 import { type LinkedAbort, linkedAbort } from './abort.js';
 import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
+import { sseData } from './sseReader.js';
+import { upstreamFetch } from './transport.js';
 import type { CallOptions, Upstream } from './types.js';
 
 export interface HttpUpstreamOptions {
@@ -70,6 +72,7 @@ export class HttpUpstream implements Upstream {
       maxRetries: 0,
       timeout: opts.timeoutMs,
       logger: silentLogger,
+      fetch: upstreamFetch,
       defaultHeaders: { ...opts.headers, ...(opts.apiKey ? {} : { Authorization: null }) },
     });
   }
@@ -108,37 +111,44 @@ export class HttpUpstream implements Upstream {
 
   private async stream(path: string, body: JsonObject, opts: CallOptions): Promise<AsyncIterable<JsonObject>> {
     let link: LinkedAbort | undefined;
-    const stream = await this.attempt(
+    const response = await this.attempt(
       opts,
       async (l) => {
-        const s = (await this.client.post(path, {
-          body,
-          stream: true,
-          signal: l.signal,
-          headers: this.headers(opts),
-        })) as unknown as Stream<JsonObject>;
+        // The raw response, not the SDK's Stream: the proxy relays each event's original text (see rawJson).
+        const r = await this.client
+          .post(path, { body, stream: true, signal: l.signal, headers: this.headers(opts) })
+          .asResponse();
         link = l;
-        return s;
+        return r;
       },
       true,
     );
     // attempt() resolved, so link is set; it now times the gaps between chunks.
-    return this.relay(stream, link as LinkedAbort, opts.signal);
+    return this.relay(response.body as unknown as AsyncIterable<Uint8Array>, link as LinkedAbort, opts.signal);
   }
 
-  private async *relay(stream: Stream<JsonObject>, link: LinkedAbort, client: AbortSignal): AsyncIterable<JsonObject> {
+  private async *relay(
+    body: AsyncIterable<Uint8Array>,
+    link: LinkedAbort,
+    client: AbortSignal,
+  ): AsyncIterable<JsonObject> {
     const idle = this.opts.streamIdleTimeoutMs;
     link.arm(idle);
     let finished = false;
     try {
-      for await (const chunk of stream) {
+      for await (const data of sseData(body)) {
         link.arm(idle);
+        if (data.startsWith('[DONE]')) {
+          finished = true;
+          break;
+        }
+        const chunk = JSON.parse(data) as JsonObject;
+        if (chunk.error) throw new APIError(undefined, chunk.error, undefined, undefined);
+        rawJson.set(chunk, data);
         finished ||= hasFinishReason(chunk);
         yield chunk;
       }
-      // The SDK ends quietly when its request is aborted: a deadline that fired is still an error, and so is a
-      // body that closed cleanly before any choice finished (a proxy in between dropped it).
-      if (link.timedOut()) throw new Error('timeout');
+      // A body that closed cleanly before any choice finished was cut short (a proxy in between dropped it).
       if (!finished && !client.aborted) throw new Error('stream ended before a finish_reason');
     } catch (err) {
       const mapped = classifyUpstreamError(this.name, err, {
