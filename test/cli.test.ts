@@ -84,6 +84,25 @@ describe('tandem config check', () => {
   });
 });
 
+describe('tandem models', () => {
+  test('list shows the shipped family; info shows a graph\'s inputs and outputs', async () => {
+    const list = await runCli(['models', 'list']);
+    expect(list.code).toBe(0);
+    for (const n of ['tandem-large-base', 'tandem-large-chat', 'tandem-small-base', 'tandem-small-chat', 'tandem-source-classifier']) {
+      expect(list.stdout).toContain(n);
+    }
+    const info = await runCli(['models', 'info', 'tandem-source-classifier']);
+    expect(info.code).toBe(0);
+    const j = JSON.parse(info.stdout) as { kind: string; inputs: string[]; outputs: string[] };
+    expect(j.kind).toBe('classifier');
+    expect(j.inputs).toEqual(['input_ids', 'attention_mask', 'token_type_ids']);
+    expect(j.outputs).toEqual(['logits']);
+    const unknown = await runCli(['models', 'info', 'no-such-model']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/No local model named 'no-such-model'/);
+  });
+});
+
 describe('tandem serve', () => {
   test('--upstream and --port; SIGTERM stops it', async () => {
     const port = await freePort();

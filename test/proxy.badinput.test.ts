@@ -115,6 +115,17 @@ test(`a table of ${cases.length} malformed bodies, each a 4xx in OpenAI shape`, 
   expect(ok.choices[0]?.message.content).toBe('echo: still here');
 });
 
+test('a compressed body is refused with 415, not misread', async () => {
+  const { gzipSync } = await import('node:zlib');
+  const res = await fetch(`${t.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    body: gzipSync(JSON.stringify({ model: 'm', messages: msgs })),
+  });
+  expect(res.status).toBe(415);
+  expectErrorShape((await res.json()) as Record<string, unknown>);
+});
+
 test('unknown paths and wrong methods get OpenAI-shaped 404s', async () => {
   for (const [method, path] of [
     ['GET', '/v1/chat/completions'],

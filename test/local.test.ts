@@ -1,0 +1,171 @@
+import { cpSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { APIError } from 'openai';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { builtinPlugins } from '../src/plugins/registry.js';
+import { loadConfig } from '../src/proxy/loadConfig.js';
+import { createServer } from '../src/proxy/server.js';
+import { ModelRegistry } from '../src/slm/registry.js';
+import { modelDir } from './support/models.js';
+import { post, sseEvents } from './support/raw.js';
+import { type RunningTandem, startTandem } from './support/tandem.js';
+
+let t: RunningTandem;
+const registry = new ModelRegistry();
+beforeAll(async () => {
+  t = await startTandem(
+    {
+      upstreams: { chat: { url: 'local:tandem-large-chat' }, base: { url: `local:${modelDir('tandem-large-base')}` } },
+      routes: [
+        { model: 'tandem-chat', upstream: 'chat' },
+        { model: 'tandem-large-base', upstream: 'base' },
+      ],
+    },
+    { registry },
+  );
+});
+afterAll(async () => {
+  await t.close();
+  await registry.close();
+});
+
+const ask = (content: string) => [{ role: 'user' as const, content }];
+
+describe('chat through the openai SDK', () => {
+  test('greedy at temperature 0, max_tokens, usage, chat template applied', async () => {
+    const r = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('What does the word "harbour" mean?'), temperature: 0, max_tokens: 24 });
+    const again = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('What does the word "harbour" mean?'), temperature: 0, max_tokens: 24 });
+    const text = r.choices[0]?.message.content ?? '';
+    expect(text.length).toBeGreaterThan(0);
+    expect(again.choices[0]?.message.content).toBe(text);
+    expect(text).not.toContain('<|im_end|>');
+    expect(r.usage?.completion_tokens).toBeLessThanOrEqual(24);
+    expect(r.usage?.total_tokens).toBe((r.usage?.prompt_tokens ?? 0) + (r.usage?.completion_tokens ?? 0));
+    // The chat template wraps the message: more prompt tokens than the bare question.
+    expect(r.usage?.prompt_tokens).toBeGreaterThan(10);
+    expect(['stop', 'length']).toContain(r.choices[0]?.finish_reason);
+  });
+
+  test('logprobs and top_logprobs (up to 20) with token bytes', async () => {
+    const r = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('Name a metal.'), temperature: 0, max_tokens: 6, logprobs: true, top_logprobs: 20 });
+    const lp = r.choices[0]?.logprobs?.content ?? [];
+    expect(lp.length).toBe(r.usage?.completion_tokens);
+    for (const tok of lp) {
+      expect(tok.top_logprobs).toHaveLength(20);
+      // Greedy: the chosen token is the most likely one.
+      expect(tok.logprob).toBeCloseTo(tok.top_logprobs[0]?.logprob ?? 0, 5);
+      expect(Buffer.from(tok.bytes ?? []).length).toBeGreaterThan(0);
+    }
+    expect(lp.map((x) => Buffer.from(x.bytes ?? [])).reduce((a, b) => Buffer.concat([a, b]), Buffer.alloc(0)).toString('utf8')).toBe(r.choices[0]?.message.content);
+  });
+
+  test('streaming matches the non-streamed answer, with usage', async () => {
+    const body = { model: 'tandem-chat', messages: ask('What is gold?'), temperature: 0, max_tokens: 20 };
+    const whole = await t.client.chat.completions.create(body);
+    const s = await t.client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let usage: unknown;
+    let finish: string | null | undefined;
+    for await (const c of s) {
+      text += c.choices[0]?.delta?.content ?? '';
+      finish ??= c.choices[0]?.finish_reason;
+      if (c.usage) usage = c.usage;
+    }
+    expect(text).toBe(whole.choices[0]?.message.content);
+    expect(usage).toEqual(whole.usage);
+    expect(finish).toBe(whole.choices[0]?.finish_reason);
+  });
+
+  test('stop strings and n choices', async () => {
+    const base = { model: 'tandem-chat', messages: ask('What does the word "lamp" mean?'), temperature: 0, max_tokens: 30 };
+    const free = (await t.client.chat.completions.create(base)).choices[0]?.message.content ?? '';
+    const stop = free.trim().split(/\s+/)[2] ?? 'the';
+    const cut = await t.client.chat.completions.create({ ...base, stop: [stop] });
+    expect(cut.choices[0]?.message.content).toBe(free.slice(0, free.indexOf(stop)));
+    const many = await t.client.chat.completions.create({ ...base, temperature: 1, n: 3, seed: 1, max_tokens: 8 });
+    expect(many.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+  });
+});
+
+describe('completions through the openai SDK', () => {
+  test('text, logprobs, echo and max_tokens 0 scoring', async () => {
+    const r = await t.client.completions.create({ model: 'tandem-large-base', prompt: 'In the beginning God created', max_tokens: 8, temperature: 0, logprobs: 3 });
+    const c = r.choices[0];
+    expect(c?.logprobs?.tokens?.length).toBe(r.usage?.completion_tokens);
+    expect(c?.logprobs?.tokens?.join('')).toBe(c?.text);
+    expect(Object.keys(c?.logprobs?.top_logprobs?.[0] ?? {}).length).toBeGreaterThanOrEqual(1);
+
+    const echo = await t.client.completions.create({ model: 'tandem-large-base', prompt: 'In the beginning God created', max_tokens: 0, echo: true, logprobs: 1 });
+    const e = echo.choices[0];
+    expect(e?.text).toBe('In the beginning God created');
+    expect(e?.logprobs?.token_logprobs?.[0]).toBeNull();
+    expect(e?.logprobs?.tokens?.length).toBe(echo.usage?.prompt_tokens);
+    expect(echo.usage?.completion_tokens).toBe(0);
+    for (const lp of e?.logprobs?.token_logprobs?.slice(1) ?? []) expect(lp).toBeLessThan(0);
+
+    const both = await t.client.completions.create({ model: 'tandem-large-base', prompt: 'In the beginning God created', max_tokens: 4, echo: true, temperature: 0 });
+    expect(both.choices[0]?.text.startsWith('In the beginning God created')).toBe(true);
+  });
+
+  test('streamed completion equals the non-streamed one; several prompts give several choices', async () => {
+    const body = { model: 'tandem-large-base', prompt: 'The lamp', max_tokens: 10, temperature: 0 };
+    const whole = await t.client.completions.create(body);
+    const s = await t.client.completions.create({ ...body, stream: true });
+    let text = '';
+    for await (const c of s) text += c.choices[0]?.text ?? '';
+    expect(text).toBe(whole.choices[0]?.text);
+    const multi = await t.client.completions.create({ ...body, prompt: ['a', 'b'] });
+    expect(multi.choices).toHaveLength(2);
+  });
+});
+
+describe('bad input against the local provider', () => {
+  test('a prompt longer than the context is a 400 naming the limit', async () => {
+    const long = 'word '.repeat(2000);
+    const err = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask(long) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).code).toBe('context_length_exceeded');
+    expect((err as APIError).message).toMatch(/maximum context length is \d+ tokens/);
+    const s = await post(`${t.url}/v1/chat/completions`, { model: 'tandem-chat', messages: ask(long), stream: true });
+    expect(s.status).toBe(400);
+    const c = await post(`${t.url}/v1/completions`, { model: 'tandem-large-base', prompt: long, max_tokens: 3 });
+    expect(c.status).toBe(400);
+    expect((c.json().error as { param: string }).param).toBe('prompt');
+  });
+
+  test('a model nothing serves is a 404', async () => {
+    const r = await post(`${t.url}/v1/chat/completions`, { model: 'tandem-huge', messages: ask('x') });
+    expect(r.status).toBe(404);
+  });
+
+  test('a corrupt model file refuses to start with the file named', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-corrupt-'));
+    try {
+      cpSync(modelDir('tandem-small-chat'), dir, { recursive: true });
+      truncateSync(join(dir, 'model.onnx'), 4096);
+      const loaded = loadConfig(undefined, { upstreamUrl: `local:${dir}`, port: 0 }, builtinPlugins());
+      await expect(createServer(loaded, { env: {}, logStream: { write: () => {} } })).rejects.toThrow(/model\.onnx could not be loaded/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the stream is still sane: every SSE event parses and ends with [DONE]', async () => {
+    const r = await post(`${t.url}/v1/chat/completions`, { model: 'tandem-chat', messages: ask('hi'), stream: true, max_tokens: 5 });
+    const events = sseEvents(r.text);
+    expect(events.at(-1)).toBe('[DONE]');
+  });
+});
+
+describe('embedded default', () => {
+  test('with nothing configured, tandem-chat and the family are served in process', () => {
+    const loaded = loadConfig(undefined, {}, builtinPlugins());
+    const models = loaded.config.routes.map((r) => r.model);
+    expect(models).toContain('tandem-chat');
+    expect(models).toContain('tandem-large-base');
+    expect(models).not.toContain('tandem-source-classifier');
+    expect(loaded.config.upstreams['tandem-chat']?.url).toBe('local:tandem-large-chat');
+  });
+});

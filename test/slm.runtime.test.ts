@@ -1,0 +1,230 @@
+import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
+import { Classifier } from '../src/slm/classifier.js';
+import { AbortedError, GenerationEngine, QueueFullError } from '../src/slm/engine.js';
+import { ModelError } from '../src/slm/folder.js';
+import { ModelRegistry, UnknownModelError } from '../src/slm/registry.js';
+import { CAUSAL_FAMILY, CLASSIFIER, modelDir } from './support/models.js';
+
+interface Parity {
+  tolerance: number;
+  full: { input_ids: number[]; position_ids: number[]; last_logits: number[]; first64_per_position: number[][] };
+  cached: {
+    prefix_ids: number[];
+    prefix_last_logits: number[];
+    steps: { input_ids: number[]; position_ids: number[]; past_length: number; logits_first512: number[] }[];
+  };
+  batch_left_padded: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; last_logits_first512: number[][] };
+  greedy: { prompt_ids: number[]; new_ids: number[] };
+}
+
+function maxDiff(a: ArrayLike<number>, ref: number[]): number {
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) m = Math.max(m, Math.abs((a[i] as number) - (ref[i] as number)));
+  return m;
+}
+
+describe.each(CAUSAL_FAMILY)('%s', (name) => {
+  let lm: CausalLM;
+  let engine: GenerationEngine;
+  let parity: Parity;
+  beforeAll(async () => {
+    parity = JSON.parse(readFileSync(join(modelDir(name), 'parity.json'), 'utf8')) as Parity;
+    lm = await CausalLM.load(modelDir(name), { threads: 1 });
+    engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 4 });
+  });
+  afterAll(() => lm.release());
+
+  test('parity with PyTorch without the KV cache (full prompt)', async () => {
+    const ids = parity.full.input_ids;
+    const out = await lm.forward({ ids: [ids], mask: [ids.map(() => 1)], positions: [parity.full.position_ids], past: lm.emptyCache(1) });
+    const V = out.vocab;
+    expect(maxDiff(out.logits.subarray((ids.length - 1) * V, ids.length * V), parity.full.last_logits)).toBeLessThan(1e-4);
+    parity.full.first64_per_position.forEach((ref, t) => {
+      expect(maxDiff(out.logits.subarray(t * V, t * V + 64), ref)).toBeLessThan(1e-4);
+    });
+  });
+
+  test('parity with PyTorch with the KV cache, token by token', async () => {
+    const prefix = parity.cached.prefix_ids;
+    let out = await lm.forward({ ids: [prefix], mask: [prefix.map(() => 1)], positions: [prefix.map((_, i) => i)], past: lm.emptyCache(1) });
+    const V = out.vocab;
+    expect(maxDiff(out.logits.subarray((prefix.length - 1) * V), parity.cached.prefix_last_logits)).toBeLessThan(1e-4);
+    let past = out.present;
+    for (const step of parity.cached.steps) {
+      expect(past?.length).toBe(step.past_length);
+      const len = (past?.length ?? 0) + 1;
+      out = await lm.forward({ ids: [step.input_ids], mask: [Array(len).fill(1)], positions: [step.position_ids], past });
+      expect(maxDiff(out.logits, step.logits_first512)).toBeLessThan(1e-4);
+      past = out.present;
+    }
+  });
+
+  test('parity on a left-padded batch', async () => {
+    const b = parity.batch_left_padded;
+    const out = await lm.forward({ ids: b.input_ids, mask: b.attention_mask, positions: b.position_ids, past: lm.emptyCache(2) });
+    const S = b.input_ids[0]?.length ?? 0;
+    b.last_logits_first512.forEach((ref, row) => {
+      const off = (row * S + S - 1) * out.vocab;
+      expect(maxDiff(out.logits.subarray(off, off + 512), ref)).toBeLessThan(1e-4);
+    });
+  });
+
+  test('greedy generation reproduces PyTorch greedy ids', async () => {
+    const want = parity.greedy.new_ids;
+    const r = await engine.generate(parity.greedy.prompt_ids, { maxTokens: want.length, temperature: 0 });
+    const got = r.tokens.map((t) => t.id);
+    // The engine stops at an end-of-sequence id; torch's reference may run on past it.
+    expect(got).toEqual(want.slice(0, got.length));
+    expect(got.length === want.length || lm.eos.has(want[got.length] as number)).toBe(true);
+  });
+
+  test('generate: concurrent requests are batched and give the same greedy text as one at a time', async () => {
+    const prompts = ['The word harbour', 'In the beginning', 'Gold is', 'A fortune:', 'What does lamp mean?'].map((p) =>
+      lm.tokenizer.encode(p),
+    );
+    const seq = [];
+    for (const p of prompts) seq.push(await engine.generate(p, { maxTokens: 12, temperature: 0 }));
+    const par = await Promise.all(prompts.map((p) => engine.generate(p, { maxTokens: 12, temperature: 0 })));
+    expect(par.map((r) => r.text)).toEqual(seq.map((r) => r.text));
+    for (const r of seq) {
+      expect(r.tokens.length).toBeGreaterThan(0);
+      expect(r.tokens.length).toBeLessThanOrEqual(12);
+      for (const t of r.tokens) expect(t.logprob).toBeLessThanOrEqual(0);
+    }
+  });
+
+  test('sampling: same seed same text, stop strings cut and are not emitted, text streams in order', async () => {
+    const p = lm.tokenizer.encode('Once upon a time');
+    const a = await engine.generate(p, { maxTokens: 20, temperature: 1, topP: 0.9, topK: 50, seed: 7 });
+    const b = await engine.generate(p, { maxTokens: 20, temperature: 1, topP: 0.9, topK: 50, seed: 7 });
+    expect(a.text).toBe(b.text);
+    const free = await engine.generate(p, { maxTokens: 30, temperature: 0 });
+    const stop = free.text.trim().slice(2, 4);
+    let streamed = '';
+    const cut = await engine.generate(p, { maxTokens: 30, temperature: 0, stop: [stop], onText: (d) => (streamed += d) });
+    expect(cut.text).toBe(free.text.slice(0, free.text.indexOf(stop)));
+    expect(cut.finishReason).toBe('stop');
+    expect(streamed).toBe(cut.text);
+  });
+
+  test('nextTokenLogprobs is a full distribution; score agrees with it', async () => {
+    const ids = lm.tokenizer.encode('In the beginning God created the');
+    const lp = await lm.nextTokenLogprobs(ids);
+    expect(lp.length).toBeGreaterThanOrEqual(lm.tokenizer.vocabSize - 1);
+    const total = Array.from(lp).reduce((s, x) => s + Math.exp(x), 0);
+    expect(total).toBeCloseTo(1, 4);
+    const next = 42;
+    const scored = await lm.score(ids, [next]);
+    expect(scored.logprobs.at(-1)).toBeCloseTo(lp[next] as number, 4);
+    expect(scored.logprobs).toHaveLength(ids.length);
+  });
+
+  test('cancellation, queue limit and context limit', async () => {
+    const p = lm.tokenizer.encode('Tell me');
+    const ctrl = new AbortController();
+    const run = engine.generate(p, { maxTokens: 200, temperature: 0, signal: ctrl.signal, onText: () => ctrl.abort() });
+    await expect(run).rejects.toBeInstanceOf(AbortedError);
+    const many = Array.from({ length: 20 }, () => engine.generate(p, { maxTokens: 2, temperature: 0 }).catch((e: unknown) => e));
+    const results = await Promise.all(many);
+    expect(results.some((r) => r instanceof QueueFullError)).toBe(true);
+    expect(results.some((r) => !(r instanceof Error))).toBe(true);
+    expect(() => engine.generate(Array(lm.contextLength).fill(5), { maxTokens: 1 })).toThrow(ContextLengthError);
+    // The engine still works afterwards.
+    expect((await engine.generate(p, { maxTokens: 3, temperature: 0 })).tokens.length).toBeGreaterThan(0);
+  });
+});
+
+describe('classifier', () => {
+  let c: Classifier;
+  beforeAll(async () => {
+    c = await Classifier.load(modelDir(CLASSIFIER), { threads: 1 });
+  });
+  afterAll(() => c.release());
+
+  test('classifies texts by source, in a batch, with probabilities', async () => {
+    const out = await c.classify([
+      'And God said, Let there be light: and there was light.',
+      'Hydrogen: symbol H, atomic number 1, atomic weight 1.008.',
+      'the act of moving something from one place to another',
+    ]);
+    expect(out).toHaveLength(3);
+    for (const r of out) {
+      const sum = Object.values(r.scores).reduce((a, b) => a + b, 0);
+      expect(sum).toBeCloseTo(1, 4);
+      expect(Object.keys(r.scores)).toEqual(c.labels);
+    }
+    expect(out[0]?.label).toBe('bible');
+    expect(out[1]?.label).toBe('elements');
+  });
+
+  test('parity with PyTorch, one by one and as a right-padded batch', async () => {
+    const par = JSON.parse(readFileSync(join(modelDir(CLASSIFIER), 'parity.json'), 'utf8')) as {
+      single: { text: string; logits: number[]; label: string }[];
+      batch: { texts: string[]; logits: number[][] };
+    };
+    for (const one of par.single) {
+      const [row] = await c.logits([one.text]);
+      expect(maxDiff(row as Float32Array, one.logits)).toBeLessThan(1e-4);
+      expect((await c.classify([one.text]))[0]?.label).toBe(one.label);
+    }
+    const rows = await c.logits(par.batch.texts);
+    rows.forEach((row, i) => expect(maxDiff(row, par.batch.logits[i] as number[])).toBeLessThan(1e-4));
+  });
+});
+
+describe('refusing bad model folders', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'tandem-models-'));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  const copy = (name: string) => {
+    const dir = join(tmp, `${name}-${Math.random().toString(36).slice(2)}`);
+    cpSync(modelDir(name), dir, { recursive: true });
+    return dir;
+  };
+
+  test('a missing file is named', async () => {
+    const dir = copy('tandem-small-base');
+    rmSync(join(dir, 'tokenizer.json'));
+    await expect(CausalLM.load(dir)).rejects.toThrow(/missing tokenizer\.json/);
+    const dir2 = copy('tandem-small-base');
+    rmSync(join(dir2, 'model.onnx'));
+    await expect(CausalLM.load(dir2)).rejects.toThrow(/missing ONNX graph/);
+  });
+
+  test('a corrupt graph is a clear error at load', async () => {
+    const dir = copy('tandem-small-base');
+    truncateSync(join(dir, 'model.onnx'), 1000);
+    const err = await CausalLM.load(dir).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelError);
+    expect((err as Error).message).toMatch(/model\.onnx could not be loaded by onnxruntime/);
+  });
+
+  test('unexpected tensor names are named', async () => {
+    const dir = copy(CLASSIFIER);
+    // A classifier's graph where a causal LM is expected: no logits over a vocabulary, extra token_type_ids.
+    await expect(CausalLM.load(dir)).rejects.toThrow(/unexpected inputs: token_type_ids/);
+    const cfg = join(dir, 'config.json');
+    const c = JSON.parse(readFileSync(cfg, 'utf8'));
+    delete c.id2label;
+    writeFileSync(cfg, JSON.stringify(c));
+    await expect(Classifier.load(dir)).rejects.toThrow(/no id2label/);
+  });
+
+  test('the registry knows the family, loads once, and names unknown models', async () => {
+    const reg = new ModelRegistry();
+    for (const n of [...CAUSAL_FAMILY, CLASSIFIER]) expect(reg.names()).toContain(n);
+    expect(reg.kind(CLASSIFIER)).toBe('classifier');
+    expect(reg.kind('tandem-small-chat')).toBe('causal');
+    const [a, b] = await Promise.all([reg.causalLM('tandem-small-chat'), reg.causalLM('tandem-small-chat')]);
+    expect(a.lm).toBe(b.lm);
+    expect(() => reg.spec('no-such-model')).toThrow(UnknownModelError);
+    await reg.close();
+  });
+});
