@@ -65,6 +65,10 @@ export interface DecodeArgs extends HookArgs {
 
 export type Outcomes<T> = CheckOutcome<T> | CheckOutcome<T>[];
 
+/**
+ * Hooks never mutate what they are given: a change is a new object returned as `transformed`. (Unchanged upstream
+ * objects are written back from their arrival text, so an in-place edit would be lost.)
+ */
 export interface PluginHooks {
   /** Inspect, transform (transformed = new body) or deny the request. */
   onRequest?(args: HookArgs & { body: JsonObject }): Promise<Outcomes<JsonObject>>;

@@ -5,6 +5,7 @@ import { chunkDelta } from '../plugins/text.js';
 import type { CheckReport, DecodeResult, Endpoint, JsonObject, RequestContext } from '../plugins/types.js';
 import { ResponseCache } from './cache.js';
 import { HttpError, toHttpError } from './errors.js';
+import { toJson } from './rawJson.js';
 import { ChatRequestSchema, CompletionRequestSchema, parseRequest } from './requestSchemas.js';
 import type { ResolvedRoute } from './router.js';
 import type { ServerDeps } from './server.js';
@@ -13,8 +14,8 @@ import { ClientGoneError } from './upstream/errors.js';
 import type { CallOptions } from './upstream/types.js';
 
 /** JSON without express's res.json/res.send machinery (content-type negotiation, etag): this is the hot path. */
-export function sendJson(res: Response, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
+export function sendJson(res: Response, status: number, body: object, extra?: Record<string, unknown>): void {
+  const text = toJson(body, extra);
   res.statusCode = status;
   res.setHeader('content-type', 'application/json; charset=utf-8');
   res.setHeader('content-length', Buffer.byteLength(text));
@@ -104,7 +105,7 @@ export function generationHandler(endpoint: Endpoint, deps: ServerDeps) {
       if (httpErr.status >= 500 && !(err instanceof HttpError))
         deps.logger.error({ reqId: locals.requestId, err }, 'request failed');
       locals.verdict = worstVerdict(checks);
-      if (res.headersSent) {
+      if (sse.started) {
         await sse.error(httpErr.toBody());
       } else {
         if (checks.length) res.set('x-tandem-checks', checksHeader(checks));
@@ -171,12 +172,10 @@ async function jsonAnswer(
   }
   locals.verdict = worstVerdict(checks);
   if (checks.length) res.setHeader('x-tandem-checks', checksHeader(checks));
-  if (!strict) {
-    const tandem: JsonObject = { request_id: ctx.requestId, checks };
-    if (key) tandem.cache = locals.cache;
-    response = { ...response, tandem };
-  }
-  sendJson(res, 200, response);
+  if (strict) return sendJson(res, 200, response);
+  const tandem: JsonObject = { request_id: ctx.requestId, checks };
+  if (key) tandem.cache = locals.cache;
+  sendJson(res, 200, response, { tandem });
 }
 
 async function streamAnswer(

@@ -125,7 +125,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
       return;
     }
     for (const [k, v] of Object.entries(err.headers)) res.setHeader(k, v);
-    sendJson(res, err.status, tandem && !strict ? { ...err.toBody(), tandem } : err.toBody());
+    sendJson(res, err.status, err.toBody(), tandem && !strict ? { tandem } : undefined);
   };
   const deps: ServerDeps = { config, logger, metrics, router, cache, sendError };
 
@@ -171,20 +171,19 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
     next();
   });
 
+  // The two hot endpoints first, each with its own middleware, so a request walks as few router layers as possible.
+  const auth = proxyAuth(resolveKeys(config.auth.keys, env), sendError);
+  const body = jsonBody(parseSize(config.server.bodyLimit));
+  app.post('/v1/chat/completions', auth, body, generationHandler('chat', deps));
+  app.post('/v1/completions', auth, body, generationHandler('completions', deps));
+  app.get('/v1/models', auth, async (_req, res) => {
+    res.json({ object: 'list', data: await listModels(routes, res.locals as RequestLocals) });
+  });
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', routes: routes.map((r) => r.id) });
   });
   app.get('/metrics', async (_req, res) => {
     res.set('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
-
-  app.use('/v1', proxyAuth(resolveKeys(config.auth.keys, env), sendError));
-  app.use('/v1', jsonBody(parseSize(config.server.bodyLimit)));
-
-  app.post('/v1/chat/completions', generationHandler('chat', deps));
-  app.post('/v1/completions', generationHandler('completions', deps));
-  app.get('/v1/models', async (_req, res) => {
-    res.json({ object: 'list', data: await listModels(routes, res.locals as RequestLocals) });
   });
 
   app.use((req: Request, res: Response) => {

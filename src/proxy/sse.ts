@@ -1,67 +1,78 @@
 import type { Response } from 'express';
 import type { OpenAIErrorBody } from './errors.js';
+import { toJson } from './rawJson.js';
 
 /**
- * The text a chunk arrived as, for chunks relayed unchanged: writing it back saves re-serialising every event.
- * A plugin that rewrites a chunk makes a new object, which has no entry and is serialised afresh.
+ * Server-sent events in the framing the OpenAI SDK parses: `data: <json>\n\n`, ending with `data: [DONE]`.
+ * Events produced in the same turn of the event loop (one network read upstream) leave in one write: a socket write
+ * costs more than the event itself.
  */
-export const rawJson = new WeakMap<object, string>();
-
-/** Server-sent events in the framing the OpenAI SDK parses: `data: <json>\n\n`, ending with `data: [DONE]`. */
 export class SseWriter {
-  private corked = false;
+  private pending = '';
+  private scheduled = false;
+  private blocked: Promise<void> | undefined;
+  /** Once started, errors are reported in the stream (error event, then [DONE]), not as an HTTP status. */
+  started = false;
 
   constructor(private readonly res: Response) {}
 
+  /** Headers go out with the first event rather than in a write of their own. */
   start(headers: Record<string, string>): void {
-    this.res.status(200);
-    this.res.set({
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      // Tell reverse proxies (nginx) not to buffer: chunks must reach the client as they are made.
-      'x-accel-buffering': 'no',
-      ...headers,
-    });
-    this.res.flushHeaders();
+    const res = this.res;
+    this.started = true;
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('connection', 'keep-alive');
+    // Tell reverse proxies (nginx) not to buffer: chunks must reach the client as they are made.
+    res.setHeader('x-accel-buffering', 'no');
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   }
 
   get closed(): boolean {
     return this.res.destroyed || this.res.writableEnded;
   }
 
-  /** Writes one event; waits when the socket's buffer is full so a slow client slows the upstream, not our memory. */
+  /** Queues one event; waits while the socket's buffer is full, so a slow client slows the upstream, not our memory. */
   async send(data: object): Promise<void> {
+    if (this.blocked) await this.blocked;
     if (this.closed) return;
-    if (!this.corked) {
-      // Events that arrive together (one network read upstream) leave in one write: fewer syscalls per stream.
-      this.corked = true;
-      this.res.cork();
-      setImmediate(() => {
-        this.corked = false;
-        this.res.uncork();
-      });
+    this.pending += `data: ${toJson(data)}\n\n`;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flush);
     }
-    if (!this.res.write(`data: ${rawJson.get(data) ?? JSON.stringify(data)}\n\n`)) {
-      await new Promise<void>((resolve) => {
+  }
+
+  private readonly flush = () => {
+    this.scheduled = false;
+    const text = this.pending;
+    this.pending = '';
+    if (!text || this.closed) return;
+    if (!this.res.write(text)) {
+      this.blocked = new Promise<void>((resolve) => {
         const done = () => {
           this.res.off('drain', done);
           this.res.off('close', done);
+          this.blocked = undefined;
           resolve();
         };
         this.res.on('drain', done);
         this.res.on('close', done);
       });
     }
-  }
+  };
 
   async error(body: OpenAIErrorBody): Promise<void> {
     await this.send(body);
     this.done();
   }
 
+  /** Ends the stream: whatever is queued, then `[DONE]`, in one write. */
   done(): void {
     if (this.closed) return;
-    this.res.end('data: [DONE]\n\n');
+    const text = `${this.pending}data: [DONE]\n\n`;
+    this.pending = '';
+    this.res.end(text);
   }
 }

@@ -1,6 +1,6 @@
 import OpenAI, { APIError } from 'openai';
 import type { JsonObject } from '../../plugins/types.js';
-import { rawJson } from '../sse.js';
+import { rawJson } from '../rawJson.js';
 import { type LinkedAbort, linkedAbort } from './abort.js';
 import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
 import { sseData } from './sseReader.js';
@@ -135,12 +135,16 @@ export class HttpUpstream implements Upstream {
     const idle = this.opts.streamIdleTimeoutMs;
     link.arm(idle);
     let finished = false;
+    let done = false;
     try {
       for await (const data of sseData(body)) {
         link.arm(idle);
+        // Read on to the end of the body rather than break: breaking destroys the socket's stream with an
+        // AbortError, whose stack trace costs more than the few bytes left.
+        if (done) continue;
         if (data.startsWith('[DONE]')) {
-          finished = true;
-          break;
+          finished = done = true;
+          continue;
         }
         const chunk = JSON.parse(data) as JsonObject;
         if (chunk.error) throw new APIError(undefined, chunk.error, undefined, undefined);

@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { rawJson } from '../rawJson.js';
 
 /**
  * The `fetch` the openai SDK uses to reach upstreams: undici's `request` on a keep-alive pool instead of the global
@@ -49,7 +50,12 @@ export async function upstreamFetch(input: string | URL | Request, init: Request
     url,
     headers: out,
     body: res.body,
-    json: () => res.body.json(),
+    json: async () => {
+      const text = await res.body.text();
+      const value = JSON.parse(text) as unknown;
+      if (value && typeof value === 'object') rawJson.set(value, text);
+      return value;
+    },
     text: () => res.body.text(),
   };
   return lean as unknown as Response;
