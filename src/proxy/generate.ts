@@ -212,7 +212,8 @@ async function streamAnswer(
     if (sse.closed) throw new ClientGoneError();
     last = chunk;
     if (!pipeline.hasStreamHooks) {
-      await sse.send(chunk);
+      const blocked = sse.send(chunk);
+      if (blocked) await blocked;
       continue;
     }
     const delta = chunkDelta(chunk);

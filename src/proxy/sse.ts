@@ -33,15 +33,19 @@ export class SseWriter {
     return this.res.destroyed || this.res.writableEnded;
   }
 
-  /** Queues one event; waits while the socket's buffer is full, so a slow client slows the upstream, not our memory. */
-  async send(data: object): Promise<void> {
-    if (this.blocked) await this.blocked;
-    if (this.closed) return;
+  /**
+   * Queues one event. Returns a promise only while the socket's buffer is full, so a slow client slows the upstream,
+   * not our memory; otherwise nothing to await (no promise per event on the hot path).
+   */
+  send(data: object): Promise<void> | undefined {
+    if (this.blocked) return this.blocked.then(() => this.send(data));
+    if (this.closed) return undefined;
     this.pending += `data: ${toJson(data)}\n\n`;
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flush);
     }
+    return undefined;
   }
 
   private readonly flush = () => {

@@ -3,7 +3,7 @@ import type { JsonObject } from '../../plugins/types.js';
 import { rawJson } from '../rawJson.js';
 import { type LinkedAbort, linkedAbort } from './abort.js';
 import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
-import { sseData } from './sseReader.js';
+import { SseParser } from './sseReader.js';
 import { upstreamFetch } from './transport.js';
 import type { CallOptions, Upstream } from './types.js';
 
@@ -134,24 +134,33 @@ export class HttpUpstream implements Upstream {
   ): AsyncIterable<JsonObject> {
     const idle = this.opts.streamIdleTimeoutMs;
     link.arm(idle);
+    const parser = new SseParser();
     let finished = false;
     let done = false;
-    try {
-      for await (const data of sseData(body)) {
-        link.arm(idle);
-        // Read on to the end of the body rather than break: breaking destroys the socket's stream with an
-        // AbortError, whose stack trace costs more than the few bytes left.
-        if (done) continue;
+    // Events of one network read become chunks together; the body is read to its end even after [DONE], since
+    // breaking off destroys the socket's stream with an AbortError whose stack trace costs more than the bytes left.
+    const take = (events: string[]): JsonObject[] => {
+      const chunks: JsonObject[] = [];
+      for (const data of events) {
+        if (done) break;
         if (data.startsWith('[DONE]')) {
           finished = done = true;
-          continue;
+          break;
         }
         const chunk = JSON.parse(data) as JsonObject;
         if (chunk.error) throw new APIError(undefined, chunk.error, undefined, undefined);
         rawJson.set(chunk, data);
         finished ||= hasFinishReason(chunk);
-        yield chunk;
+        chunks.push(chunk);
       }
+      return chunks;
+    };
+    try {
+      for await (const bytes of body) {
+        link.arm(idle);
+        for (const chunk of take(parser.push(bytes))) yield chunk;
+      }
+      for (const chunk of take(parser.end())) yield chunk;
       // A body that closed cleanly before any choice finished was cut short (a proxy in between dropped it).
       if (!finished && !client.aborted) throw new Error('stream ended before a finish_reason');
     } catch (err) {
