@@ -85,10 +85,16 @@ describe('tandem config check', () => {
 });
 
 describe('tandem models', () => {
-  test('list shows the shipped family; info shows a graph\'s inputs and outputs', async () => {
+  test("list shows the shipped family; info shows a graph's inputs and outputs", async () => {
     const list = await runCli(['models', 'list']);
     expect(list.code).toBe(0);
-    for (const n of ['tandem-large-base', 'tandem-large-chat', 'tandem-small-base', 'tandem-small-chat', 'tandem-source-classifier']) {
+    for (const n of [
+      'tandem-large-base',
+      'tandem-large-chat',
+      'tandem-small-base',
+      'tandem-small-chat',
+      'tandem-source-classifier',
+    ]) {
       expect(list.stdout).toContain(n);
     }
     const info = await runCli(['models', 'info', 'tandem-source-classifier']);

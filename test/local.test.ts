@@ -34,8 +34,18 @@ const ask = (content: string) => [{ role: 'user' as const, content }];
 
 describe('chat through the openai SDK', () => {
   test('greedy at temperature 0, max_tokens, usage, chat template applied', async () => {
-    const r = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('What does the word "harbour" mean?'), temperature: 0, max_tokens: 24 });
-    const again = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('What does the word "harbour" mean?'), temperature: 0, max_tokens: 24 });
+    const r = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: ask('What does the word "harbour" mean?'),
+      temperature: 0,
+      max_tokens: 24,
+    });
+    const again = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: ask('What does the word "harbour" mean?'),
+      temperature: 0,
+      max_tokens: 24,
+    });
     const text = r.choices[0]?.message.content ?? '';
     expect(text.length).toBeGreaterThan(0);
     expect(again.choices[0]?.message.content).toBe(text);
@@ -48,7 +58,14 @@ describe('chat through the openai SDK', () => {
   });
 
   test('logprobs and top_logprobs (up to 20) with token bytes', async () => {
-    const r = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('Name a metal.'), temperature: 0, max_tokens: 6, logprobs: true, top_logprobs: 20 });
+    const r = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: ask('Name a metal.'),
+      temperature: 0,
+      max_tokens: 6,
+      logprobs: true,
+      top_logprobs: 20,
+    });
     const lp = r.choices[0]?.logprobs?.content ?? [];
     expect(lp.length).toBe(r.usage?.completion_tokens);
     for (const tok of lp) {
@@ -57,13 +74,22 @@ describe('chat through the openai SDK', () => {
       expect(tok.logprob).toBeCloseTo(tok.top_logprobs[0]?.logprob ?? 0, 5);
       expect(Buffer.from(tok.bytes ?? []).length).toBeGreaterThan(0);
     }
-    expect(lp.map((x) => Buffer.from(x.bytes ?? [])).reduce((a, b) => Buffer.concat([a, b]), Buffer.alloc(0)).toString('utf8')).toBe(r.choices[0]?.message.content);
+    expect(
+      lp
+        .map((x) => Buffer.from(x.bytes ?? []))
+        .reduce((a, b) => Buffer.concat([a, b]), Buffer.alloc(0))
+        .toString('utf8'),
+    ).toBe(r.choices[0]?.message.content);
   });
 
   test('streaming matches the non-streamed answer, with usage', async () => {
     const body = { model: 'tandem-chat', messages: ask('What is gold?'), temperature: 0, max_tokens: 20 };
     const whole = await t.client.chat.completions.create(body);
-    const s = await t.client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+    const s = await t.client.chat.completions.create({
+      ...body,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let text = '';
     let usage: unknown;
     let finish: string | null | undefined;
@@ -78,7 +104,12 @@ describe('chat through the openai SDK', () => {
   });
 
   test('stop strings and n choices', async () => {
-    const base = { model: 'tandem-chat', messages: ask('What does the word "lamp" mean?'), temperature: 0, max_tokens: 30 };
+    const base = {
+      model: 'tandem-chat',
+      messages: ask('What does the word "lamp" mean?'),
+      temperature: 0,
+      max_tokens: 30,
+    };
     const free = (await t.client.chat.completions.create(base)).choices[0]?.message.content ?? '';
     const stop = free.trim().split(/\s+/)[2] ?? 'the';
     const cut = await t.client.chat.completions.create({ ...base, stop: [stop] });
@@ -90,13 +121,25 @@ describe('chat through the openai SDK', () => {
 
 describe('completions through the openai SDK', () => {
   test('text, logprobs, echo and max_tokens 0 scoring', async () => {
-    const r = await t.client.completions.create({ model: 'tandem-large-base', prompt: 'In the beginning God created', max_tokens: 8, temperature: 0, logprobs: 3 });
+    const r = await t.client.completions.create({
+      model: 'tandem-large-base',
+      prompt: 'In the beginning God created',
+      max_tokens: 8,
+      temperature: 0,
+      logprobs: 3,
+    });
     const c = r.choices[0];
     expect(c?.logprobs?.tokens?.length).toBe(r.usage?.completion_tokens);
     expect(c?.logprobs?.tokens?.join('')).toBe(c?.text);
     expect(Object.keys(c?.logprobs?.top_logprobs?.[0] ?? {}).length).toBeGreaterThanOrEqual(1);
 
-    const echo = await t.client.completions.create({ model: 'tandem-large-base', prompt: 'In the beginning God created', max_tokens: 0, echo: true, logprobs: 1 });
+    const echo = await t.client.completions.create({
+      model: 'tandem-large-base',
+      prompt: 'In the beginning God created',
+      max_tokens: 0,
+      echo: true,
+      logprobs: 1,
+    });
     const e = echo.choices[0];
     expect(e?.text).toBe('In the beginning God created');
     expect(e?.logprobs?.token_logprobs?.[0]).toBeNull();
@@ -104,7 +147,13 @@ describe('completions through the openai SDK', () => {
     expect(echo.usage?.completion_tokens).toBe(0);
     for (const lp of e?.logprobs?.token_logprobs?.slice(1) ?? []) expect(lp).toBeLessThan(0);
 
-    const both = await t.client.completions.create({ model: 'tandem-large-base', prompt: 'In the beginning God created', max_tokens: 4, echo: true, temperature: 0 });
+    const both = await t.client.completions.create({
+      model: 'tandem-large-base',
+      prompt: 'In the beginning God created',
+      max_tokens: 4,
+      echo: true,
+      temperature: 0,
+    });
     expect(both.choices[0]?.text.startsWith('In the beginning God created')).toBe(true);
   });
 
@@ -123,7 +172,9 @@ describe('completions through the openai SDK', () => {
 describe('bad input against the local provider', () => {
   test('a prompt longer than the context is a 400 naming the limit', async () => {
     const long = 'word '.repeat(2000);
-    const err = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask(long) }).catch((e: unknown) => e);
+    const err = await t.client.chat.completions
+      .create({ model: 'tandem-chat', messages: ask(long) })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(APIError);
     expect((err as APIError).status).toBe(400);
     expect((err as APIError).code).toBe('context_length_exceeded');
@@ -146,14 +197,21 @@ describe('bad input against the local provider', () => {
       cpSync(modelDir('tandem-small-chat'), dir, { recursive: true });
       truncateSync(join(dir, 'model.onnx'), 4096);
       const loaded = loadConfig(undefined, { upstreamUrl: `local:${dir}`, port: 0 }, builtinPlugins());
-      await expect(createServer(loaded, { env: {}, logStream: { write: () => {} } })).rejects.toThrow(/model\.onnx could not be loaded/);
+      await expect(createServer(loaded, { env: {}, logStream: { write: () => {} } })).rejects.toThrow(
+        /model\.onnx could not be loaded/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
   test('the stream is still sane: every SSE event parses and ends with [DONE]', async () => {
-    const r = await post(`${t.url}/v1/chat/completions`, { model: 'tandem-chat', messages: ask('hi'), stream: true, max_tokens: 5 });
+    const r = await post(`${t.url}/v1/chat/completions`, {
+      model: 'tandem-chat',
+      messages: ask('hi'),
+      stream: true,
+      max_tokens: 5,
+    });
     const events = sseEvents(r.text);
     expect(events.at(-1)).toBe('[DONE]');
   });

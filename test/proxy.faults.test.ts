@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { APIError } from 'openai';
 import { afterEach, describe, expect, test } from 'vitest';
-import { type FakeUpstream, startFakeUpstream } from './support/fakeUpstream.js';
+import { startFakeUpstream } from './support/fakeUpstream.js';
 import { expectErrorShape, post, sseEvents } from './support/raw.js';
 import { type RunningTandem, startTandem } from './support/tandem.js';
 

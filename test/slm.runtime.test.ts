@@ -17,7 +17,12 @@ interface Parity {
     prefix_last_logits: number[];
     steps: { input_ids: number[]; position_ids: number[]; past_length: number; logits_first512: number[] }[];
   };
-  batch_left_padded: { input_ids: number[][]; attention_mask: number[][]; position_ids: number[][]; last_logits_first512: number[][] };
+  batch_left_padded: {
+    input_ids: number[][];
+    attention_mask: number[][];
+    position_ids: number[][];
+    last_logits_first512: number[][];
+  };
   greedy: { prompt_ids: number[]; new_ids: number[] };
 }
 
@@ -40,9 +45,16 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
 
   test('parity with PyTorch without the KV cache (full prompt)', async () => {
     const ids = parity.full.input_ids;
-    const out = await lm.forward({ ids: [ids], mask: [ids.map(() => 1)], positions: [parity.full.position_ids], past: lm.emptyCache(1) });
+    const out = await lm.forward({
+      ids: [ids],
+      mask: [ids.map(() => 1)],
+      positions: [parity.full.position_ids],
+      past: lm.emptyCache(1),
+    });
     const V = out.vocab;
-    expect(maxDiff(out.logits.subarray((ids.length - 1) * V, ids.length * V), parity.full.last_logits)).toBeLessThan(1e-4);
+    expect(maxDiff(out.logits.subarray((ids.length - 1) * V, ids.length * V), parity.full.last_logits)).toBeLessThan(
+      1e-4,
+    );
     parity.full.first64_per_position.forEach((ref, t) => {
       expect(maxDiff(out.logits.subarray(t * V, t * V + 64), ref)).toBeLessThan(1e-4);
     });
@@ -50,14 +62,24 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
 
   test('parity with PyTorch with the KV cache, token by token', async () => {
     const prefix = parity.cached.prefix_ids;
-    let out = await lm.forward({ ids: [prefix], mask: [prefix.map(() => 1)], positions: [prefix.map((_, i) => i)], past: lm.emptyCache(1) });
+    let out = await lm.forward({
+      ids: [prefix],
+      mask: [prefix.map(() => 1)],
+      positions: [prefix.map((_, i) => i)],
+      past: lm.emptyCache(1),
+    });
     const V = out.vocab;
     expect(maxDiff(out.logits.subarray((prefix.length - 1) * V), parity.cached.prefix_last_logits)).toBeLessThan(1e-4);
     let past = out.present;
     for (const step of parity.cached.steps) {
       expect(past?.length).toBe(step.past_length);
       const len = (past?.length ?? 0) + 1;
-      out = await lm.forward({ ids: [step.input_ids], mask: [Array(len).fill(1)], positions: [step.position_ids], past });
+      out = await lm.forward({
+        ids: [step.input_ids],
+        mask: [Array(len).fill(1)],
+        positions: [step.position_ids],
+        past,
+      });
       expect(maxDiff(out.logits, step.logits_first512)).toBeLessThan(1e-4);
       past = out.present;
     }
@@ -65,7 +87,12 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
 
   test('parity on a left-padded batch', async () => {
     const b = parity.batch_left_padded;
-    const out = await lm.forward({ ids: b.input_ids, mask: b.attention_mask, positions: b.position_ids, past: lm.emptyCache(2) });
+    const out = await lm.forward({
+      ids: b.input_ids,
+      mask: b.attention_mask,
+      positions: b.position_ids,
+      past: lm.emptyCache(2),
+    });
     const S = b.input_ids[0]?.length ?? 0;
     b.last_logits_first512.forEach((ref, row) => {
       const off = (row * S + S - 1) * out.vocab;
@@ -105,7 +132,12 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     const free = await engine.generate(p, { maxTokens: 30, temperature: 0 });
     const stop = free.text.trim().slice(2, 4);
     let streamed = '';
-    const cut = await engine.generate(p, { maxTokens: 30, temperature: 0, stop: [stop], onText: (d) => (streamed += d) });
+    const cut = await engine.generate(p, {
+      maxTokens: 30,
+      temperature: 0,
+      stop: [stop],
+      onText: (d) => (streamed += d),
+    });
     expect(cut.text).toBe(free.text.slice(0, free.text.indexOf(stop)));
     expect(cut.finishReason).toBe('stop');
     expect(streamed).toBe(cut.text);
@@ -128,7 +160,9 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     const ctrl = new AbortController();
     const run = engine.generate(p, { maxTokens: 200, temperature: 0, signal: ctrl.signal, onText: () => ctrl.abort() });
     await expect(run).rejects.toBeInstanceOf(AbortedError);
-    const many = Array.from({ length: 20 }, () => engine.generate(p, { maxTokens: 2, temperature: 0 }).catch((e: unknown) => e));
+    const many = Array.from({ length: 20 }, () =>
+      engine.generate(p, { maxTokens: 2, temperature: 0 }).catch((e: unknown) => e),
+    );
     const results = await Promise.all(many);
     expect(results.some((r) => r instanceof QueueFullError)).toBe(true);
     expect(results.some((r) => !(r instanceof Error))).toBe(true);
@@ -172,7 +206,7 @@ describe('classifier', () => {
       expect((await c.classify([one.text]))[0]?.label).toBe(one.label);
     }
     const rows = await c.logits(par.batch.texts);
-    rows.forEach((row, i) => expect(maxDiff(row, par.batch.logits[i] as number[])).toBeLessThan(1e-4));
+    for (const [i, row] of rows.entries()) expect(maxDiff(row, par.batch.logits[i] as number[])).toBeLessThan(1e-4);
   });
 });
 

@@ -4,6 +4,7 @@ import type { PluginDefinition } from '../../src/plugins/types.js';
 import type { ConfigInput } from '../../src/proxy/config.js';
 import { validateConfig } from '../../src/proxy/loadConfig.js';
 import { createServer, type TandemServer } from '../../src/proxy/server.js';
+import type { ModelRegistry } from '../../src/slm/registry.js';
 
 export interface RunningTandem {
   url: string;
@@ -17,7 +18,7 @@ export interface RunningTandem {
 /** Starts a real Tandem HTTP server on 127.0.0.1 (random port) and an openai SDK client pointed at it. */
 export async function startTandem(
   config: ConfigInput,
-  opts: { env?: NodeJS.ProcessEnv; plugins?: PluginDefinition[]; apiKey?: string } = {},
+  opts: { env?: NodeJS.ProcessEnv; plugins?: PluginDefinition[]; apiKey?: string; registry?: ModelRegistry } = {},
 ): Promise<RunningTandem> {
   const plugins = builtinPlugins();
   for (const p of opts.plugins ?? []) plugins.set(p.id, p);
@@ -30,6 +31,7 @@ export async function startTandem(
   const server = await createServer(loaded, {
     plugins,
     env: opts.env ?? {},
+    registry: opts.registry,
     logStream: { write: (s: string) => void logs.push(s) },
   });
   const { url } = await server.listen();
