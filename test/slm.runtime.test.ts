@@ -167,6 +167,8 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     expect(results.some((r) => r instanceof QueueFullError)).toBe(true);
     expect(results.some((r) => !(r instanceof Error))).toBe(true);
     expect(() => engine.generate(Array(lm.contextLength).fill(5), { maxTokens: 1 })).toThrow(ContextLengthError);
+    // A forward pass that fails (an id outside the vocabulary) fails its requests instead of hanging them.
+    await expect(engine.generate([lm.tokenizer.vocabSize + 1000], { maxTokens: 2 })).rejects.toThrow();
     // The engine still works afterwards.
     expect((await engine.generate(p, { maxTokens: 3, temperature: 0 })).tokens.length).toBeGreaterThan(0);
   });
@@ -222,6 +224,19 @@ describe('refusing bad model folders', () => {
     cpSync(modelDir(name), dir, { recursive: true });
     return dir;
   };
+
+  test('the graph may live under onnx/, as transformers.js exports have it', async () => {
+    const dir = copy('tandem-small-chat');
+    const { mkdirSync, renameSync } = await import('node:fs');
+    mkdirSync(join(dir, 'onnx'));
+    renameSync(join(dir, 'model.onnx'), join(dir, 'onnx', 'model.onnx'));
+    const lm = await CausalLM.load(dir, { threads: 1 });
+    const ref = await CausalLM.load(modelDir('tandem-small-chat'), { threads: 1 });
+    const ids = lm.tokenizer.encode('What is gold?');
+    expect(Array.from(await lm.nextTokenLogprobs(ids))).toEqual(Array.from(await ref.nextTokenLogprobs(ids)));
+    await lm.release();
+    await ref.release();
+  });
 
   test('a missing file is named', async () => {
     const dir = copy('tandem-small-base');

@@ -1,4 +1,5 @@
 import type { CausalLM } from './causalLM.js';
+import { Detokenizer } from './detokenizer.js';
 import { concatRows, type KvCache, resizeLeft, selectRows } from './kv.js';
 import { logSoftmax, rng, type SamplingParams, sample, topK } from './sampling.js';
 import { StopMatcher } from './stop.js';
@@ -47,6 +48,7 @@ interface Seq {
   params: SamplingParams;
   random: () => number;
   stop: StopMatcher;
+  detok: Detokenizer;
   tokens: GeneratedToken[];
   ids: number[];
   finish?: 'stop' | 'length';
@@ -99,6 +101,7 @@ export class GenerationEngine {
         params: { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0, topP: opts.topP ?? 1 },
         random: rng(opts.seed ?? Math.floor(Math.random() * 2 ** 32)),
         stop: new StopMatcher(opts.stop ?? []),
+        detok: new Detokenizer(this.lm.tokenizer),
         tokens: [],
         ids: [],
         resolve,
@@ -147,6 +150,16 @@ export class GenerationEngine {
   private async admit(): Promise<void> {
     const room = this.opts.maxBatch - this.active.length;
     const fresh = this.waiting.splice(0, room);
+    try {
+      await this.prefill(fresh);
+    } catch (err) {
+      // Not yet in the batch, so the loop's clean-up would not see them: fail them here (settling twice is harmless).
+      for (const s of fresh) s.reject(err as Error);
+      throw err;
+    }
+  }
+
+  private async prefill(fresh: Seq[]): Promise<void> {
     const len = Math.max(...fresh.map((s) => s.prompt.length));
     const ids = fresh.map((s) => [...Array(len - s.prompt.length).fill(this.lm.tokenizer.padId), ...s.prompt]);
     const mask = fresh.map((s) => [...Array(len - s.prompt.length).fill(0), ...s.prompt.map(() => 1)]);
@@ -228,7 +241,7 @@ export class GenerationEngine {
     };
     s.ids.push(id);
     s.tokens.push(token);
-    const { delta, stopped } = s.stop.push(tok.decode(s.ids));
+    const { delta, stopped } = s.stop.push(s.detok.push(id));
     if (delta || !stopped) s.opts.onText?.(delta, token);
     if (stopped) s.finish = 'stop';
     else if (s.ids.length >= s.opts.maxTokens || s.prompt.length + s.ids.length >= this.lm.contextLength)

@@ -23,7 +23,11 @@ export async function openSession(dir: string, path: string, opts: SessionOption
 
 export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
   const data = new BigInt64Array(values.length);
-  for (let i = 0; i < values.length; i++) data[i] = BigInt(values[i] as number);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    // Masks are mostly 0 and 1: constants skip a BigInt conversion per element on every decode step.
+    data[i] = v === 1 ? 1n : v === 0 ? 0n : BigInt(v);
+  }
   return new ort.Tensor('int64', data, dims);
 }
 
