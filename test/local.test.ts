@@ -186,6 +186,16 @@ describe('bad input against the local provider', () => {
     expect((c.json().error as { param: string }).param).toBe('prompt');
   });
 
+  test('token-id prompts outside the vocabulary are a 400', async () => {
+    const r = await post(`${t.url}/v1/completions`, {
+      model: 'tandem-large-base',
+      prompt: [1, 2, 10_000_000],
+      max_tokens: 2,
+    });
+    expect(r.status).toBe(400);
+    expect(r.json().error).toMatchObject({ param: 'prompt', code: 'invalid_token_id' });
+  });
+
   test('a model nothing serves is a 404', async () => {
     const r = await post(`${t.url}/v1/chat/completions`, { model: 'tandem-huge', messages: ask('x') });
     expect(r.status).toBe(404);

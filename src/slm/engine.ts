@@ -117,16 +117,18 @@ export class GenerationEngine {
     try {
       while (this.waiting.length || this.active.length) {
         this.dropCancelled();
-        if (this.waiting.length && this.active.length < this.opts.maxBatch) await this.admit();
-        if (this.active.length) await this.step();
+        try {
+          if (this.waiting.length && this.active.length < this.opts.maxBatch) await this.admit();
+          if (this.active.length) await this.step();
+        } catch (err) {
+          // A failed forward pass fails the sequences in it (admit fails its own); requests still waiting were not
+          // part of it and are served next.
+          for (const s of this.active) s.reject(err as Error);
+          this.active = [];
+          this.kv = null;
+          this.mask = [];
+        }
       }
-    } catch (err) {
-      // A failed forward pass fails every sequence in it; the engine is reset for the next requests.
-      for (const s of [...this.active, ...this.waiting]) s.reject(err as Error);
-      this.active = [];
-      this.waiting.length = 0;
-      this.kv = null;
-      this.mask = [];
     } finally {
       this.running = false;
     }

@@ -108,11 +108,20 @@ export class LocalUpstream implements Upstream {
   }
 
   private encodePrompts(m: LoadedCausal, prompt: unknown): number[][] {
-    if (typeof prompt === 'string') return [m.lm.tokenizer.encode(prompt)];
-    if (Array.isArray(prompt) && prompt.every((p) => typeof p === 'number')) return [prompt as number[]];
-    if (Array.isArray(prompt))
-      return prompt.map((p) => (typeof p === 'string' ? m.lm.tokenizer.encode(p) : (p as number[])));
-    return [];
+    const tok = m.lm.tokenizer;
+    let out: number[][] = [];
+    if (typeof prompt === 'string') out = [tok.encode(prompt)];
+    else if (Array.isArray(prompt) && prompt.every((p) => typeof p === 'number')) out = [prompt as number[]];
+    else if (Array.isArray(prompt)) out = prompt.map((p) => (typeof p === 'string' ? tok.encode(p) : (p as number[])));
+    // Token-id prompts come from the client: an id outside the vocabulary is its error, not a model crash.
+    const bad = out.flat().find((id) => id >= tok.vocabSize);
+    if (bad !== undefined) {
+      throw new HttpError(400, `Token id ${bad} is outside this model's vocabulary (size ${tok.vocabSize}).`, {
+        param: 'prompt',
+        code: 'invalid_token_id',
+      });
+    }
+    return out;
   }
 
   /** Refuses before streaming starts what would fail at once, so the client gets a plain HTTP error. */
