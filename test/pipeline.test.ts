@@ -131,8 +131,12 @@ describe('onRequest', () => {
     await t.client.chat.completions.create(chat('unforbidden wordsmith'));
     // Per-check time, requests and latency are in /metrics.
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
-    expect(metrics).toMatch(/tandem_plugin_duration_seconds_count\{check="rules.denylist",hook="request",verdict="block"} 2/);
-    expect(metrics).toMatch(/tandem_plugin_duration_seconds_count\{check="rules.denylist",hook="request",verdict="pass"} 1/);
+    expect(metrics).toMatch(
+      /tandem_plugin_duration_seconds_count\{check="rules.denylist",hook="request",verdict="block"} 2/,
+    );
+    expect(metrics).toMatch(
+      /tandem_plugin_duration_seconds_count\{check="rules.denylist",hook="request",verdict="pass"} 1/,
+    );
     expect(metrics).toMatch(/tandem_requests_total\{endpoint="chat",route="\*",status="400"} 2/);
     expect(metrics).toMatch(/tandem_request_duration_seconds_count\{endpoint="chat",stream="false"} 3/);
   });

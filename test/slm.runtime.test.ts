@@ -39,7 +39,7 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
   beforeAll(async () => {
     parity = JSON.parse(readFileSync(join(modelDir(name), 'parity.json'), 'utf8')) as Parity;
     lm = await CausalLM.load(modelDir(name), { threads: 1 });
-    engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 4 });
+    engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32 });
   });
   afterAll(() => lm.release());
 
@@ -155,22 +155,55 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     expect(scored.logprobs).toHaveLength(ids.length);
   });
 
-  test('cancellation, queue limit and context limit', async () => {
+  test('cancellation, queue limit, context limit and failures', async () => {
     const p = lm.tokenizer.encode('Tell me');
     const ctrl = new AbortController();
-    const run = engine.generate(p, { maxTokens: 200, temperature: 0, signal: ctrl.signal, onText: () => ctrl.abort() });
+    let pieces = 0;
+    const run = engine.generate(p, {
+      maxTokens: 200,
+      temperature: 0,
+      ignoreEos: true,
+      signal: ctrl.signal,
+      onText: () => {
+        if (++pieces === 3) ctrl.abort();
+      },
+    });
     await expect(run).rejects.toBeInstanceOf(AbortedError);
-    const many = Array.from({ length: 20 }, () =>
-      engine.generate(p, { maxTokens: 2, temperature: 0 }).catch((e: unknown) => e),
+    expect(pieces).toBeLessThan(10);
+    const small = new GenerationEngine(lm, { maxBatch: 2, queueLimit: 2 });
+    const many = Array.from({ length: 12 }, () =>
+      small.generate(p, { maxTokens: 2, temperature: 0 }).catch((e: unknown) => e),
     );
     const results = await Promise.all(many);
-    expect(results.some((r) => r instanceof QueueFullError)).toBe(true);
-    expect(results.some((r) => !(r instanceof Error))).toBe(true);
-    expect(() => engine.generate(Array(lm.contextLength).fill(5), { maxTokens: 1 })).toThrow(ContextLengthError);
+    expect(results.filter((r) => r instanceof QueueFullError).length).toBeGreaterThan(0);
+    expect(results.filter((r) => !(r instanceof Error)).length).toBeGreaterThan(0);
+    await expect(engine.generate(Array(lm.contextLength).fill(5), { maxTokens: 1 })).rejects.toBeInstanceOf(
+      ContextLengthError,
+    );
+    const full = await engine.generate(p, { maxTokens: 40, temperature: 0, ignoreEos: true });
+    expect(full.tokens).toHaveLength(40);
+    expect(full.finishReason).toBe('length');
     // A forward pass that fails (an id outside the vocabulary) fails its requests instead of hanging them.
     await expect(engine.generate([lm.tokenizer.vocabSize + 1000], { maxTokens: 2 })).rejects.toThrow();
     // The engine still works afterwards.
-    expect((await engine.generate(p, { maxTokens: 3, temperature: 0 })).tokens.length).toBeGreaterThan(0);
+    expect((await engine.generate(p, { maxTokens: 3, temperature: 0, ignoreEos: true })).tokens.length).toBe(3);
+  });
+});
+
+describe('a decoder exported without a KV cache', () => {
+  test('generates what the cached export of the same weights generates, batched too', async () => {
+    const plain = await CausalLM.load(join('test', 'fixtures', 'tandem-small-base-nocache'), { threads: 1 });
+    const cached = await CausalLM.load(modelDir('tandem-small-base'), { threads: 1 });
+    expect(plain.hasCache).toBe(false);
+    expect(cached.hasCache).toBe(true);
+    const a = new GenerationEngine(plain, { maxBatch: 4, queueLimit: 8 });
+    const b = new GenerationEngine(cached, { maxBatch: 4, queueLimit: 8 });
+    const prompts = ['The word harbour', 'And God said', 'Gold'].map((p) => plain.tokenizer.encode(p));
+    const got = await Promise.all(prompts.map((p) => a.generate(p, { maxTokens: 10, temperature: 0 })));
+    const want = await Promise.all(prompts.map((p) => b.generate(p, { maxTokens: 10, temperature: 0 })));
+    expect(got.map((r) => r.text)).toEqual(want.map((r) => r.text));
+    await plain.release();
+    await cached.release();
   });
 });
 

@@ -8,6 +8,8 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   maxTokens: number;
   seed?: number;
   stop?: string[];
+  /** Keep going past end-of-sequence tokens (vLLM's ignore_eos): fixed-length runs for benchmarks and tests. */
+  ignoreEos?: boolean;
   /** How many alternatives to report per generated token (0 = only the chosen token's logprob). */
   topLogprobs?: number;
   signal?: AbortSignal;
@@ -91,7 +93,11 @@ export class GenerationEngine {
 
   generate(prompt: number[], opts: GenerateOptions): Promise<GenerateResult> {
     if (prompt.length === 0) return Promise.reject(new Error('empty prompt'));
-    this.lm.checkFits(prompt.length);
+    try {
+      this.lm.checkFits(prompt.length);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (this.waiting.length >= this.opts.queueLimit) return Promise.reject(new QueueFullError(this.opts.queueLimit));
     if (opts.signal?.aborted) return Promise.reject(new AbortedError());
     return new Promise((resolve, reject) => {
@@ -221,7 +227,7 @@ export class GenerationEngine {
   private accept(s: Seq, logprobs: Float32Array): void {
     const id = sample(logprobs, s.params, s.random);
     const tok = this.lm.tokenizer;
-    if (this.lm.eos.has(id)) {
+    if (this.lm.eos.has(id) && !s.opts.ignoreEos) {
       s.finish = 'stop';
       return;
     }

@@ -96,6 +96,7 @@ export class LocalUpstream implements Upstream {
       topK: num(body.top_k) ?? 0,
       seed: num(body.seed),
       stop: stops(body.stop),
+      ignoreEos: body.ignore_eos === true,
     };
   }
 
