@@ -114,8 +114,10 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
       lm.tokenizer.encode(p),
     );
     const seq = [];
-    for (const p of prompts) seq.push(await engine.generate(p, { maxTokens: 12, temperature: 0 }));
-    const par = await Promise.all(prompts.map((p) => engine.generate(p, { maxTokens: 12, temperature: 0 })));
+    // Chat models may end at once on a plain prompt: ignoreEos keeps every sequence in the batch for 12 steps.
+    const opts = { maxTokens: 12, temperature: 0, ignoreEos: true };
+    for (const p of prompts) seq.push(await engine.generate(p, opts));
+    const par = await Promise.all(prompts.map((p) => engine.generate(p, opts)));
     expect(par.map((r) => r.text)).toEqual(seq.map((r) => r.text));
     for (const r of seq) {
       expect(r.tokens.length).toBeGreaterThan(0);
@@ -126,15 +128,21 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
 
   test('sampling: same seed same text, stop strings cut and are not emitted, text streams in order', async () => {
     const p = lm.tokenizer.encode('Once upon a time');
-    const a = await engine.generate(p, { maxTokens: 20, temperature: 1, topP: 0.9, topK: 50, seed: 7 });
-    const b = await engine.generate(p, { maxTokens: 20, temperature: 1, topP: 0.9, topK: 50, seed: 7 });
+    const sampled = { maxTokens: 20, temperature: 1, topP: 0.9, topK: 50, seed: 7, ignoreEos: true };
+    const a = await engine.generate(p, sampled);
+    const b = await engine.generate(p, sampled);
     expect(a.text).toBe(b.text);
-    const free = await engine.generate(p, { maxTokens: 30, temperature: 0 });
-    const stop = free.text.trim().slice(2, 4);
+    const c = await engine.generate(p, { ...sampled, seed: 8 });
+    expect(c.text).not.toBe(a.text);
+    const free = await engine.generate(p, { maxTokens: 30, temperature: 0, ignoreEos: true });
+    const mid = Math.floor(free.text.length / 2);
+    const stop = free.text.slice(mid, mid + 2);
+    expect(stop.length).toBe(2);
     let streamed = '';
     const cut = await engine.generate(p, {
       maxTokens: 30,
       temperature: 0,
+      ignoreEos: true,
       stop: [stop],
       onText: (d) => (streamed += d),
     });
@@ -191,19 +199,33 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
 });
 
 describe('a decoder exported without a KV cache', () => {
-  test('generates what the cached export of the same weights generates, batched too', async () => {
-    const plain = await CausalLM.load(join('test', 'fixtures', 'tandem-small-base-nocache'), { threads: 1 });
-    const cached = await CausalLM.load(modelDir('tandem-small-base'), { threads: 1 });
-    expect(plain.hasCache).toBe(false);
-    expect(cached.hasCache).toBe(true);
-    const a = new GenerationEngine(plain, { maxBatch: 4, queueLimit: 8 });
-    const b = new GenerationEngine(cached, { maxBatch: 4, queueLimit: 8 });
-    const prompts = ['The word harbour', 'And God said', 'Gold'].map((p) => plain.tokenizer.encode(p));
-    const got = await Promise.all(prompts.map((p) => a.generate(p, { maxTokens: 10, temperature: 0 })));
-    const want = await Promise.all(prompts.map((p) => b.generate(p, { maxTokens: 10, temperature: 0 })));
-    expect(got.map((r) => r.text)).toEqual(want.map((r) => r.text));
-    await plain.release();
-    await cached.release();
+  test('matches PyTorch logits and greedy ids; batched generation too', async () => {
+    const dir = join('test', 'fixtures', 'tiny-nocache');
+    const par = JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')) as {
+      prompt_ids: number[];
+      last_logits: number[];
+      greedy_ids: number[];
+    };
+    const lm = await CausalLM.load(dir, { threads: 1 });
+    expect(lm.hasCache).toBe(false);
+    const lp = await lm.nextTokenLogprobs(par.prompt_ids);
+    const out = await lm.forward({
+      ids: [par.prompt_ids],
+      mask: [par.prompt_ids.map(() => 1)],
+      positions: [par.prompt_ids.map((_, i) => i)],
+      past: null,
+    });
+    expect(maxDiff(out.logits.subarray((par.prompt_ids.length - 1) * out.vocab), par.last_logits)).toBeLessThan(1e-4);
+    expect(lp.length).toBe(out.vocab);
+    const engine = new GenerationEngine(lm, { maxBatch: 4, queueLimit: 8 });
+    const want = par.greedy_ids.filter((id) => !lm.eos.has(id));
+    const [a, b] = await Promise.all([
+      engine.generate(par.prompt_ids, { maxTokens: want.length, temperature: 0 }),
+      engine.generate(par.prompt_ids.slice(3), { maxTokens: 5, temperature: 0 }),
+    ]);
+    expect(a?.tokens.map((t) => t.id)).toEqual(want);
+    expect(b?.tokens.length).toBeGreaterThan(0);
+    await lm.release();
   });
 });
 

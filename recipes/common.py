@@ -1,0 +1,44 @@
+"""Shared helpers for the Tandem recipes (paths, split rule, text cleaning)."""
+import hashlib
+import os
+import re
+import unicodedata
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BUILD = os.environ.get("TANDEM_BUILD", os.path.join(HERE, "build"))
+MODELS = os.path.join(ROOT, "models")
+CORPUS_DIR = os.path.join(BUILD, "corpus")
+TOK_DIR = os.path.join(BUILD, "tokenizer")
+CKPT_DIR = os.path.join(BUILD, "ckpt")
+CHAT_DIR = os.path.join(BUILD, "chat")
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+EOT, IM_START, IM_END, PAD = 0, 1, 2, 3
+
+
+def is_heldout(key: str) -> bool:
+    """The one split rule used everywhere (documented in SPLITS.md):
+    int(sha1(key.encode('utf-8')).hexdigest(), 16) % 10 == 0  -> held out."""
+    return int(hashlib.sha1(key.encode("utf-8")).hexdigest(), 16) % 10 == 0
+
+
+_ctrl = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85\ufeff\u200b]")
+
+
+def clean(text: str) -> str:
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r".\x08", "", text)  # overstrike (fortunes)
+    text = _ctrl.sub("", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    return text
+
+
+def ensure(*dirs):
+    for d in dirs:
+        os.makedirs(d, exist_ok=True)
+
+
+def set_threads():
+    import torch
+    torch.set_num_threads(int(os.environ.get("TANDEM_THREADS", "2")))
