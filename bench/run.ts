@@ -13,6 +13,11 @@ const suites: Record<string, { describe: string; load: () => Promise<BenchSuite>
     describe: 'req/s and latency: fake upstream direct vs Tandem passthrough vs Portkey gateway',
     load: () => import('./proxy.js'),
   },
+  slm: {
+    describe:
+      'local models: Tandem runtime vs transformers.js (prefill, decode, greedy parity), batching, bandwidth bound',
+    load: () => import('./slm.js'),
+  },
 };
 
 function usage(): string {

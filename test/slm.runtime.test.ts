@@ -39,7 +39,7 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
   beforeAll(async () => {
     parity = JSON.parse(readFileSync(join(modelDir(name), 'parity.json'), 'utf8')) as Parity;
     lm = await CausalLM.load(modelDir(name), { threads: 1 });
-    engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32 });
+    engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
   });
   afterAll(() => lm.release());
 
@@ -126,6 +126,30 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     }
   });
 
+  test('prompt-lookup speculation returns exactly the greedy output, in fewer passes', async () => {
+    const spec = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 8, promptLookup: 4 });
+    const prompts = ['The word harbour', 'a person who is a person who is', 'In the beginning God created'];
+    for (const text of prompts) {
+      const p = lm.tokenizer.encode(text);
+      for (const opts of [
+        { maxTokens: 48, temperature: 0, ignoreEos: true },
+        { maxTokens: 48, temperature: 0 },
+        { maxTokens: 48, temperature: 0, ignoreEos: true, topLogprobs: 3 },
+      ]) {
+        const want = await engine.generate(p, opts);
+        let streamed = '';
+        const got = await spec.generate(p, { ...opts, onText: (d) => (streamed += d) });
+        expect(got.tokens.map((t) => t.id)).toEqual(want.tokens.map((t) => t.id));
+        expect(got.text).toBe(want.text);
+        expect(streamed).toBe(want.text);
+        expect(got.finishReason).toBe(want.finishReason);
+        got.tokens.forEach((t, i) => expect(t.logprob).toBeCloseTo(want.tokens[i]?.logprob ?? 0, 4));
+      }
+    }
+    expect(spec.drafted).toBeGreaterThan(0);
+    expect(spec.acceptedDrafts).toBeGreaterThan(0);
+  });
+
   test('sampling: same seed same text, stop strings cut and are not emitted, text streams in order', async () => {
     const p = lm.tokenizer.encode('Once upon a time');
     const sampled = { maxTokens: 20, temperature: 1, topP: 0.9, topK: 50, seed: 7, ignoreEos: true };
@@ -178,7 +202,7 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     });
     await expect(run).rejects.toBeInstanceOf(AbortedError);
     expect(pieces).toBeLessThan(10);
-    const small = new GenerationEngine(lm, { maxBatch: 2, queueLimit: 2 });
+    const small = new GenerationEngine(lm, { maxBatch: 2, queueLimit: 2, promptLookup: 0 });
     const many = Array.from({ length: 12 }, () =>
       small.generate(p, { maxTokens: 2, temperature: 0 }).catch((e: unknown) => e),
     );
@@ -217,7 +241,7 @@ describe('a decoder exported without a KV cache', () => {
     });
     expect(maxDiff(out.logits.subarray((par.prompt_ids.length - 1) * out.vocab), par.last_logits)).toBeLessThan(1e-4);
     expect(lp.length).toBe(out.vocab);
-    const engine = new GenerationEngine(lm, { maxBatch: 4, queueLimit: 8 });
+    const engine = new GenerationEngine(lm, { maxBatch: 4, queueLimit: 8, promptLookup: 0 });
     const want = par.greedy_ids.filter((id) => !lm.eos.has(id));
     const [a, b] = await Promise.all([
       engine.generate(par.prompt_ids, { maxTokens: want.length, temperature: 0 }),

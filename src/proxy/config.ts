@@ -55,6 +55,8 @@ const ModelSpecSchema = z.strictObject({
   maxBatch: z.number().int().min(1).max(256).default(8),
   /** Requests allowed to wait; beyond it requests get 429. */
   queueLimit: z.number().int().min(0).default(64),
+  /** Draft tokens per prompt-lookup check when one greedy request runs alone (0 = off); output is unchanged. */
+  promptLookup: z.number().int().min(0).max(16).default(4),
 });
 
 const ProxyKeySchema = z.union([z.string().min(8), z.strictObject({ env: z.string().min(1) })]);

@@ -1,7 +1,8 @@
 import type { CausalLM } from './causalLM.js';
 import { Detokenizer } from './detokenizer.js';
-import { concatRows, type KvCache, resizeLeft, selectRows } from './kv.js';
-import { logSoftmax, rng, type SamplingParams, sample, topK } from './sampling.js';
+import { concatRows, type KvCache, resizeLeft, selectRows, truncate } from './kv.js';
+import { promptLookup } from './lookup.js';
+import { logSumExp, rng, type SamplingParams, sample, topK } from './sampling.js';
 import { StopMatcher } from './stop.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
@@ -51,6 +52,8 @@ interface Seq {
   random: () => number;
   stop: StopMatcher;
   detok: Detokenizer;
+  /** Current prompt-lookup draft length (adapts to how often drafts are kept). */
+  draftLength: number;
   tokens: GeneratedToken[];
   ids: number[];
   finish?: 'stop' | 'length';
@@ -61,8 +64,15 @@ interface Seq {
 export interface EngineOptions {
   /** Sequences decoded together in one forward pass. */
   maxBatch: number;
+  /** Draft tokens per prompt-lookup check for a lone greedy sequence (0 = off). */
+  promptLookup: number;
   /** Requests allowed to wait for a place; beyond it a request is refused (429) rather than queued forever. */
   queueLimit: number;
+}
+
+/** One position's logits, as a view (no copy). */
+function row(out: { logits: Float32Array; vocab: number }, index: number): Float32Array {
+  return out.logits.subarray(index * out.vocab, (index + 1) * out.vocab);
 }
 
 /**
@@ -76,6 +86,9 @@ export class GenerationEngine {
   private kv: KvCache | null = null;
   private mask: number[][] = [];
   private running = false;
+  /** Prompt-lookup statistics: draft tokens proposed and kept. */
+  drafted = 0;
+  acceptedDrafts = 0;
 
   constructor(
     private readonly lm: CausalLM,
@@ -108,6 +121,7 @@ export class GenerationEngine {
         random: rng(opts.seed ?? Math.floor(Math.random() * 2 ** 32)),
         stop: new StopMatcher(opts.stop ?? []),
         detok: new Detokenizer(this.lm.tokenizer),
+        draftLength: this.opts.promptLookup,
         tokens: [],
         ids: [],
         resolve,
@@ -179,7 +193,7 @@ export class GenerationEngine {
       past: this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null,
     });
     for (const [b, s] of fresh.entries())
-      this.accept(s, logSoftmax(out.logits, (b * len + len - 1) * out.vocab, out.vocab));
+      this.accept(s, row(out, b * len + len - 1));
     if (this.lm.hasCache) {
       const present = out.present as KvCache;
       if (this.kv && this.active.length) {
@@ -197,6 +211,11 @@ export class GenerationEngine {
 
   /** One decode step for every active sequence. */
   private async step(): Promise<void> {
+    const only = this.active.length === 1 ? this.active[0] : undefined;
+    if (only && this.opts.promptLookup > 0 && this.lm.hasCache && only.params.temperature <= 0 && (await this.speculate(only))) {
+      this.finishDone();
+      return;
+    }
     const last = this.active.map((s) => s.ids.at(-1) as number);
     let out: Awaited<ReturnType<CausalLM['forward']>>;
     if (this.lm.hasCache) {
@@ -208,7 +227,7 @@ export class GenerationEngine {
         past: this.kv,
       });
       this.kv = out.present;
-      for (const [b, s] of this.active.entries()) this.accept(s, logSoftmax(out.logits, b * out.vocab, out.vocab));
+      for (const [b, s] of this.active.entries()) this.accept(s, row(out, b));
     } else {
       // Without a cache every step re-reads the whole (left-padded) sequence.
       const seqs = this.active.map((s) => [...s.prompt, ...s.ids]);
@@ -217,33 +236,63 @@ export class GenerationEngine {
       const mask = seqs.map((x) => [...Array(len - x.length).fill(0), ...x.map(() => 1)]);
       const positions = seqs.map((x) => Array.from({ length: len }, (_, i) => Math.max(0, i - (len - x.length))));
       out = await this.lm.forward({ ids, mask, positions, past: null });
-      for (const [b, s] of this.active.entries())
-        this.accept(s, logSoftmax(out.logits, (b * len + len - 1) * out.vocab, out.vocab));
+      for (const [b, s] of this.active.entries()) this.accept(s, row(out, b * len + len - 1));
     }
     this.finishDone();
   }
 
-  /** Samples the next token of one sequence and releases whatever text became final. */
-  private accept(s: Seq, logprobs: Float32Array): void {
-    const id = sample(logprobs, s.params, s.random);
+  /**
+   * Prompt-lookup speculation for a lone greedy sequence: tokens that followed the latest earlier occurrence of the
+   * current n-gram are checked in one forward pass, and every draft token the model itself would have chosen is
+   * kept. The output is exactly that of one-token-at-a-time greedy decoding; only the number of passes drops
+   * (repetitive text, quoting, extraction). Returns false when there is nothing to draft.
+   */
+  private async speculate(s: Seq): Promise<boolean> {
+    const kv = this.kv as KvCache;
+    const room = Math.min(s.opts.maxTokens - s.ids.length - 1, this.lm.contextLength - s.prompt.length - s.ids.length - 1);
+    const draft = promptLookup([...s.prompt, ...s.ids], 3, Math.min(s.draftLength, room), 2);
+    if (draft.length === 0) return false;
+    const input = [s.ids.at(-1) as number, ...draft];
+    const first = s.prompt.length + s.ids.length - 1;
+    const mask = [...(this.mask[0] as number[]), ...input.map(() => 1)];
+    const out = await this.lm.forward({ ids: [input], mask: [mask], positions: [input.map((_, j) => first + j)], past: kv });
+    let kept = 1;
+    for (let j = 0; j < input.length; j++) {
+      this.accept(s, row(out, j));
+      if (s.finish || j === draft.length || s.ids.at(-1) !== draft[j]) break;
+      kept++;
+    }
+    this.drafted += draft.length;
+    this.acceptedDrafts += kept - 1;
+    // Draft more while drafts are taken whole, fewer as they fail (a failed check costs a wider forward pass).
+    s.draftLength = kept - 1 === draft.length ? Math.min(this.opts.promptLookup, s.draftLength + 2) : Math.max(1, s.draftLength - 1);
+    this.kv = truncate(out.present as KvCache, kv.length + kept);
+    this.mask = [mask.slice(0, kv.length + kept)];
+    return true;
+  }
+
+  /** Samples the next token of one sequence from its logits row and releases whatever text became final. */
+  private accept(s: Seq, logits: Float32Array): void {
+    const id = sample(logits, s.params, s.random);
     const tok = this.lm.tokenizer;
     if (this.lm.eos.has(id) && !s.opts.ignoreEos) {
       s.finish = 'stop';
       return;
     }
     const k = s.opts.topLogprobs ?? 0;
+    const lse = logSumExp(logits);
     const token: GeneratedToken = {
       id,
       text: tok.tokenText(id),
       bytes: tok.tokenBytes(id),
-      logprob: logprobs[id] as number,
+      logprob: (logits[id] as number) - lse,
       top:
         k > 0
-          ? topK(logprobs, k).map((c) => ({
+          ? topK(logits, k).map((c) => ({
               id: c.id,
               text: tok.tokenText(c.id),
               bytes: tok.tokenBytes(c.id),
-              logprob: c.value,
+              logprob: c.value - lse,
             }))
           : [],
     };

@@ -55,6 +55,19 @@ export function resizeLeft(kv: KvCache, length: number): KvCache {
   });
 }
 
+/** Keeps the first `length` time steps (drops speculative positions that were not accepted). */
+export function truncate(kv: KvCache, length: number): KvCache {
+  if (length >= kv.length) return kv;
+  const { heads, headDim } = kv;
+  return mapLayers(kv, kv.batch, length, (src) => {
+    const out = new Float32Array(kv.batch * heads * length * headDim);
+    for (let bh = 0; bh < kv.batch * heads; bh++) {
+      out.set(src.subarray(bh * kv.length * headDim, (bh * kv.length + length) * headDim), bh * length * headDim);
+    }
+    return out;
+  });
+}
+
 /** Stacks two caches of equal length along the batch. */
 export function concatRows(a: KvCache, b: KvCache): KvCache {
   if (a.length !== b.length) throw new Error('concatRows needs equal lengths');

@@ -16,7 +16,7 @@ export interface LoadedCausal {
   engine: GenerationEngine;
 }
 
-const DEFAULTS = { threads: 2, maxBatch: 8, queueLimit: 64 };
+const DEFAULTS = { threads: 2, maxBatch: 8, queueLimit: 64, promptLookup: 4 };
 
 export class UnknownModelError extends Error {
   constructor(
@@ -89,7 +89,11 @@ export class ModelRegistry {
     if (!p) {
       p = CausalLM.load(spec.path, { threads: spec.threads, onnxFile: spec.onnxFile }).then((lm) => ({
         lm,
-        engine: new GenerationEngine(lm, { maxBatch: spec.maxBatch, queueLimit: spec.queueLimit }),
+        engine: new GenerationEngine(lm, {
+          maxBatch: spec.maxBatch,
+          queueLimit: spec.queueLimit,
+          promptLookup: spec.promptLookup,
+        }),
       }));
       // A failed load is not cached: the next request tries again (the file may have been fixed).
       p.catch(() => this.causal.delete(spec.path));

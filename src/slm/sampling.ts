@@ -13,6 +13,15 @@ export function logSoftmax(logits: Float32Array, offset = 0, length = logits.len
   return out;
 }
 
+/** log(sum(exp(row))): with it a token's log-probability is `row[id] - lse`, no full log-softmax needed. */
+export function logSumExp(row: ArrayLike<number>): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < row.length; i++) if ((row[i] as number) > max) max = row[i] as number;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp((row[i] as number) - max);
+  return max + Math.log(sum);
+}
+
 export function argmax(row: ArrayLike<number>): number {
   let best = 0;
   let bestV = Number.NEGATIVE_INFINITY;
@@ -67,7 +76,7 @@ export interface SamplingParams {
 }
 
 /**
- * Draws one token from log-probabilities after temperature, then top-k, then top-p over what top-k kept (the order
+ * Draws one token from logits (or log-probabilities: a constant shift changes nothing) after temperature, then top-k, then top-p over what top-k kept (the order
  * Hugging Face applies them). Greedy at temperature 0, so `temperature: 0` is deterministic whatever the seed.
  */
 export function sample(logprobs: Float32Array, p: SamplingParams, random: () => number): number {
