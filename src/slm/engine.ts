@@ -192,8 +192,7 @@ export class GenerationEngine {
       positions,
       past: this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null,
     });
-    for (const [b, s] of fresh.entries())
-      this.accept(s, row(out, b * len + len - 1));
+    for (const [b, s] of fresh.entries()) this.accept(s, row(out, b * len + len - 1));
     if (this.lm.hasCache) {
       const present = out.present as KvCache;
       if (this.kv && this.active.length) {
@@ -212,7 +211,13 @@ export class GenerationEngine {
   /** One decode step for every active sequence. */
   private async step(): Promise<void> {
     const only = this.active.length === 1 ? this.active[0] : undefined;
-    if (only && this.opts.promptLookup > 0 && this.lm.hasCache && only.params.temperature <= 0 && (await this.speculate(only))) {
+    if (
+      only &&
+      this.opts.promptLookup > 0 &&
+      this.lm.hasCache &&
+      only.params.temperature <= 0 &&
+      (await this.speculate(only))
+    ) {
       this.finishDone();
       return;
     }
@@ -249,13 +254,21 @@ export class GenerationEngine {
    */
   private async speculate(s: Seq): Promise<boolean> {
     const kv = this.kv as KvCache;
-    const room = Math.min(s.opts.maxTokens - s.ids.length - 1, this.lm.contextLength - s.prompt.length - s.ids.length - 1);
+    const room = Math.min(
+      s.opts.maxTokens - s.ids.length - 1,
+      this.lm.contextLength - s.prompt.length - s.ids.length - 1,
+    );
     const draft = promptLookup([...s.prompt, ...s.ids], 3, Math.min(s.draftLength, room), 2);
     if (draft.length === 0) return false;
     const input = [s.ids.at(-1) as number, ...draft];
     const first = s.prompt.length + s.ids.length - 1;
     const mask = [...(this.mask[0] as number[]), ...input.map(() => 1)];
-    const out = await this.lm.forward({ ids: [input], mask: [mask], positions: [input.map((_, j) => first + j)], past: kv });
+    const out = await this.lm.forward({
+      ids: [input],
+      mask: [mask],
+      positions: [input.map((_, j) => first + j)],
+      past: kv,
+    });
     let kept = 1;
     for (let j = 0; j < input.length; j++) {
       this.accept(s, row(out, j));
@@ -265,7 +278,8 @@ export class GenerationEngine {
     this.drafted += draft.length;
     this.acceptedDrafts += kept - 1;
     // Draft more while drafts are taken whole, fewer as they fail (a failed check costs a wider forward pass).
-    s.draftLength = kept - 1 === draft.length ? Math.min(this.opts.promptLookup, s.draftLength + 2) : Math.max(1, s.draftLength - 1);
+    s.draftLength =
+      kept - 1 === draft.length ? Math.min(this.opts.promptLookup, s.draftLength + 2) : Math.max(1, s.draftLength - 1);
     this.kv = truncate(out.present as KvCache, kv.length + kept);
     this.mask = [mask.slice(0, kv.length + kept)];
     return true;

@@ -25,30 +25,63 @@ interface LeanResponse {
   text(): Promise<string>;
 }
 
+/**
+ * Response headers as the SDK reads them (get, has, entries, forEach), over undici's plain object: building a WHATWG
+ * Headers per response costs more than the lookups it serves.
+ */
+class PlainHeaders {
+  constructor(private readonly raw: Record<string, string | string[] | undefined>) {}
+  get(name: string): string | null {
+    const v = this.raw[name.toLowerCase()];
+    return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+  }
+  has(name: string): boolean {
+    return this.raw[name.toLowerCase()] !== undefined;
+  }
+  *entries(): IterableIterator<[string, string]> {
+    for (const k of Object.keys(this.raw)) {
+      const v = this.get(k);
+      if (v !== null) yield [k, v];
+    }
+  }
+  [Symbol.iterator]() {
+    return this.entries();
+  }
+  forEach(f: (value: string, key: string) => void): void {
+    for (const [k, v] of this.entries()) f(v, k);
+  }
+}
+
+/** The SDK hands its request headers over as a Headers object; undici wants a plain one. */
+function plainRequestHeaders(h: RequestInit['headers']): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (h instanceof Headers) {
+    h.forEach((v, k) => {
+      out[k] = v;
+    });
+  } else if (h) {
+    new Headers(h).forEach((v, k) => {
+      out[k] = v;
+    });
+  }
+  return out;
+}
+
 export async function upstreamFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
   const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  const headers: Record<string, string> = {};
-  new Headers(init.headers).forEach((v, k) => {
-    headers[k] = v;
-  });
   const res = await request(url, {
     method: (init.method ?? 'GET') as 'GET',
-    headers,
+    headers: plainRequestHeaders(init.headers),
     body: init.body as string | undefined,
     signal: init.signal ?? undefined,
     dispatcher: agent,
   });
-  const out = new Headers();
-  for (const [k, v] of Object.entries(res.headers)) {
-    if (Array.isArray(v)) for (const x of v) out.append(k, x);
-    else if (v !== undefined) out.set(k, v);
-  }
   const lean: LeanResponse = {
     ok: res.statusCode >= 200 && res.statusCode < 300,
     status: res.statusCode,
     statusText: '',
     url,
-    headers: out,
+    headers: new PlainHeaders(res.headers) as unknown as Headers,
     body: res.body,
     json: async () => {
       const text = await res.body.text();
