@@ -145,20 +145,18 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
     res.on('close', () => {
       if (!res.writableFinished) locals.abort?.abort();
       const seconds = (performance.now() - start) / 1000;
-      const endpoint =
-        req.path === '/v1/chat/completions' ? 'chat' : req.path === '/v1/completions' ? 'completions' : 'other';
+      const path = req.path;
+      const endpoint = path === '/v1/chat/completions' ? 'chat' : path === '/v1/completions' ? 'completions' : 'other';
       const status = res.writableFinished ? res.statusCode : 499;
       metrics.requests.inc({ endpoint, route: locals.route ?? '', status: String(status) });
-      metrics.latency.observe(
-        { endpoint, stream: String(res.get('content-type')?.startsWith('text/event-stream') ?? false) },
-        seconds,
-      );
-      if (req.path === '/healthz' || req.path === '/metrics') return;
+      const stream = String(res.getHeader('content-type')).startsWith('text/event-stream');
+      metrics.latency.observe({ endpoint, stream: String(stream) }, seconds);
+      if (path === '/healthz' || path === '/metrics' || !logger.isLevelEnabled('info')) return;
       logger.info(
         {
           reqId: requestId,
           method: req.method,
-          path: req.path,
+          path,
           status,
           ms: Math.round(seconds * 10000) / 10,
           ...(locals.route !== undefined && { route: locals.route }),

@@ -27,6 +27,7 @@ export interface UpstreamObserver {
   retry(upstream: string): void;
 }
 
+const FINISHED = /"finish_reason"\s*:\s*"/;
 const hasFinishReason = (chunk: JsonObject) =>
   Array.isArray(chunk.choices) && chunk.choices.some((c) => (c as JsonObject | null)?.finish_reason != null);
 
@@ -188,7 +189,8 @@ export class HttpUpstream implements Upstream {
         const chunk = JSON.parse(data) as JsonObject;
         if (chunk.error) throw new APIError(undefined, chunk.error, undefined, undefined);
         rawJson.set(chunk, data);
-        finished ||= hasFinishReason(chunk);
+        // A finish_reason other than null: a string check on the raw text, no walk over the parsed chunk.
+        finished ||= FINISHED.test(data) && hasFinishReason(chunk);
         chunks.push(chunk);
       }
       return chunks;
