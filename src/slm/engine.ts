@@ -11,7 +11,10 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   stop?: string[];
   /** Keep going past end-of-sequence tokens (vLLM's ignore_eos): fixed-length runs for benchmarks and tests. */
   ignoreEos?: boolean;
-  /** How many alternatives to report per generated token (0 = only the chosen token's logprob). */
+  /**
+   * Log-probabilities to report per generated token: undefined = none (cheapest), 0 = the chosen token's, k = also
+   * the k most likely alternatives.
+   */
   topLogprobs?: number;
   signal?: AbortSignal;
   /** Called with each piece of text as it becomes final (stop strings are never emitted). */
@@ -22,7 +25,8 @@ export interface GeneratedToken {
   id: number;
   text: string;
   bytes: number[];
-  logprob: number;
+  /** Present when the request asked for log-probabilities. */
+  logprob?: number;
   top: { id: number; text: string; bytes: number[]; logprob: number }[];
 }
 
@@ -293,15 +297,16 @@ export class GenerationEngine {
       s.finish = 'stop';
       return;
     }
-    const k = s.opts.topLogprobs ?? 0;
-    const lse = logSumExp(logits);
+    const k = s.opts.topLogprobs;
+    // The normaliser is a pass over the vocabulary per token: only when log-probabilities were asked for.
+    const lse = k === undefined ? 0 : logSumExp(logits);
     const token: GeneratedToken = {
       id,
       text: tok.tokenText(id),
       bytes: tok.tokenBytes(id),
-      logprob: (logits[id] as number) - lse,
+      logprob: k === undefined ? undefined : (logits[id] as number) - lse,
       top:
-        k > 0
+        k !== undefined && k > 0
           ? topK(logits, k).map((c) => ({
               id: c.id,
               text: tok.tokenText(c.id),

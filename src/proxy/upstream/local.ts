@@ -176,7 +176,7 @@ export class LocalUpstream implements Upstream {
     return {
       content: tokens.map((t) => ({
         token: t.text,
-        logprob: t.logprob,
+        logprob: t.logprob ?? 0,
         bytes: t.bytes,
         top_logprobs: t.top.map((x) => ({ token: x.text, logprob: x.logprob, bytes: x.bytes })),
       })),
@@ -187,7 +187,7 @@ export class LocalUpstream implements Upstream {
     const prompt = this.encodeChat(m, body);
     const opts = this.options(m, body, prompt.length, body.max_completion_tokens ?? body.max_tokens);
     const wantLogprobs = body.logprobs === true;
-    opts.topLogprobs = wantLogprobs ? (num(body.top_logprobs) ?? 0) : 0;
+    opts.topLogprobs = wantLogprobs ? (num(body.top_logprobs) ?? 0) : undefined;
     return { prompt, opts, wantLogprobs, n: num(body.n) ?? 1 };
   }
 
@@ -288,7 +288,7 @@ export class LocalUpstream implements Upstream {
     // Scoring a prompt (echo, max_tokens 0) needs it to fit; generating needs room for one more token.
     this.precheck(m, asked === 0 ? Math.max(1, prompt.length - 1) : prompt.length, 'prompt');
     const opts = this.options(m, body, prompt.length, asked);
-    opts.topLogprobs = k ?? 0;
+    opts.topLogprobs = k;
     if (opts.maxTokens === 0 && !echo) {
       throw new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
     }
@@ -308,7 +308,7 @@ export class LocalUpstream implements Upstream {
       if (k !== undefined) {
         const entries = [
           ...(echoed ?? []),
-          ...c.result.tokens.map((t) => ({ token: t.text, logprob: t.logprob as number | null, top: t.top })),
+          ...c.result.tokens.map((t) => ({ token: t.text, logprob: t.logprob ?? null, top: t.top })),
         ];
         let offset = 0;
         const text_offset = entries.map((e) => {
