@@ -770,10 +770,10 @@ async function anatomy(task: ModelTask): Promise<AnatomyRow[]> {
       return next.flat(); // causalLM.ts forward
     },
   );
-  add(`int64(mask) of length ${past + 1}`, 'session.ts int64', () => session.int64(mask, [1, past + 1]));
+  add(`int64(mask) of length ${past + 1}`, 'session.ts int64', () => session.int64([mask], [1, past + 1]));
   add('int64(ids) + int64(positions), batch 1', 'session.ts int64', () => {
-    session.int64([id], [1, 1]);
-    return session.int64([past], [1, 1]);
+    session.int64([[id]], [1, 1]);
+    return session.int64([[past]], [1, 1]);
   });
   const kv = lm.emptyCache(1);
   add(`${2 * lm.layers} float32 KV tensor wrappers`, 'session.ts float32 / causalLM.ts forward', () => {

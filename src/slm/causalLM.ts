@@ -94,9 +94,9 @@ export class CausalLM {
   async forward(input: ForwardInput): Promise<ForwardOutput> {
     const batch = input.ids.length;
     const seq = input.ids[0]?.length ?? 0;
-    const feeds: Record<string, ort.Tensor> = { input_ids: int64(input.ids.flat(), [batch, seq]) };
-    if (this.hasMask) feeds.attention_mask = int64(input.mask.flat(), [batch, input.mask[0]?.length ?? 0]);
-    if (this.hasPositions) feeds.position_ids = int64(input.positions.flat(), [batch, seq]);
+    const feeds: Record<string, ort.Tensor> = { input_ids: int64(input.ids, [batch, seq]) };
+    if (this.hasMask) feeds.attention_mask = int64(input.mask, [batch, input.mask[0]?.length ?? 0]);
+    if (this.hasPositions) feeds.position_ids = int64(input.positions, [batch, seq]);
     const past = input.past;
     if (this.hasCache) {
       const kv = past ?? this.emptyCache(batch);

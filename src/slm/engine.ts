@@ -228,7 +228,8 @@ export class GenerationEngine {
     const last = this.active.map((s) => s.ids.at(-1) as number);
     let out: Awaited<ReturnType<CausalLM['forward']>>;
     if (this.lm.hasCache) {
-      this.mask = this.mask.map((m) => [...m, 1]);
+      // The rows are the engine's own: grow them in place rather than copy every row every step.
+      for (const m of this.mask) m.push(1);
       out = await this.lm.forward({
         ids: last.map((t) => [t]),
         mask: this.mask,

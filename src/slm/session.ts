@@ -21,12 +21,15 @@ export async function openSession(dir: string, path: string, opts: SessionOption
   }
 }
 
-export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
-  const data = new BigInt64Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i] as number;
-    // Masks are mostly 0 and 1: constants skip a BigInt conversion per element on every decode step.
-    data[i] = v === 1 ? 1n : v === 0 ? 0n : BigInt(v);
+/** An int64 tensor from rows of numbers (no intermediate flat array). */
+export function int64(rows: readonly (readonly number[])[], dims: number[]): ort.Tensor {
+  const data = new BigInt64Array(dims.reduce((a, b) => a * b, 1));
+  let i = 0;
+  for (const row of rows) {
+    for (const v of row) {
+      // Masks are mostly 0 and 1: constants skip a BigInt conversion per element on every decode step.
+      data[i++] = v === 1 ? 1n : v === 0 ? 0n : BigInt(v);
+    }
   }
   return new ort.Tensor('int64', data, dims);
 }
