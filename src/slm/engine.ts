@@ -24,6 +24,7 @@ export interface GenerateOptions extends Partial<SamplingParams> {
 export interface GeneratedToken {
   id: number;
   text: string;
+  /** The token's raw bytes; filled only when log-probabilities were asked for. */
   bytes: number[];
   /** Present when the request asked for log-probabilities. */
   logprob?: number;
@@ -304,7 +305,8 @@ export class GenerationEngine {
     const token: GeneratedToken = {
       id,
       text: tok.tokenText(id),
-      bytes: tok.tokenBytes(id),
+      // Bytes only matter to log-probability output (a token may be part of a character).
+      bytes: k === undefined ? [] : tok.tokenBytes(id),
       logprob: k === undefined ? undefined : (logits[id] as number) - lse,
       top:
         k !== undefined && k > 0
