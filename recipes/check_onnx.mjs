@@ -9,7 +9,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import ort from 'onnxruntime-node';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const modelsDir = join(here, '..', 'models');
+const modelsDir = process.env.TANDEM_MODELS ?? join(here, '..', 'models');
 const dirs = process.argv.length > 2
   ? process.argv.slice(2)
   : readdirSync(modelsDir)

@@ -7,8 +7,9 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dir = process.argv[2] ?? join(here, 'build', 'tokenizer');
-const samplesPath = process.argv[3] ?? join(here, 'build', 'tokenizer', 'samples.json');
+const build = process.env.TANDEM_BUILD ?? join(here, 'build');
+const dir = process.argv[2] ?? join(build, 'tokenizer');
+const samplesPath = process.argv[3] ?? join(build, 'tokenizer', 'samples.json');
 const tj = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
 const tc = JSON.parse(readFileSync(join(dir, 'tokenizer_config.json'), 'utf8'));
 const tok = new Tokenizer(tj, tc);

@@ -7,7 +7,7 @@ import unicodedata
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BUILD = os.environ.get("TANDEM_BUILD", os.path.join(HERE, "build"))
-MODELS = os.path.join(ROOT, "models")
+MODELS = os.environ.get("TANDEM_MODELS", os.path.join(ROOT, "models"))
 CORPUS_DIR = os.path.join(BUILD, "corpus")
 TOK_DIR = os.path.join(BUILD, "tokenizer")
 CKPT_DIR = os.path.join(BUILD, "ckpt")

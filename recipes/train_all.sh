@@ -3,7 +3,8 @@
 #   corpus -> tokenizer (+ JS check) -> tokenize -> pre-train large, small -> chat data -> SFT large, small
 #   -> ONNX export + parity fixtures + model cards -> ORT parity check.
 # Environment knobs: PY (default /usr/bin/python3), LARGE_STEPS, SMALL_STEPS, LARGE_SFT_STEPS, SMALL_SFT_STEPS,
-# SKIP_DEPS=1 (do not run install-deps.sh), TANDEM_THREADS (default 2).
+# SKIP_DEPS=1 (do not run install-deps.sh), TANDEM_THREADS (default 2), TANDEM_BUILD (default recipes/build),
+# TANDEM_MODELS (default models/; point it elsewhere for a smoke run with tiny step counts).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-/usr/bin/python3}
@@ -11,31 +12,32 @@ LARGE_STEPS=${LARGE_STEPS:-1500}
 SMALL_STEPS=${SMALL_STEPS:-1500}
 LARGE_SFT_STEPS=${LARGE_SFT_STEPS:-1000}
 SMALL_SFT_STEPS=${SMALL_SFT_STEPS:-1000}
-mkdir -p build/logs
+BUILD=${TANDEM_BUILD:-build}
+mkdir -p "$BUILD/logs"
 if [ "${SKIP_DEPS:-0}" != "1" ] && ! $PY -c "import torch, onnx, regex" 2>/dev/null; then bash install-deps.sh; fi
 T0=$(date +%s)
 stage() { echo "[$(( $(date +%s) - T0 ))s] $*"; }
 
-stage "corpus";        $PY corpus.py > build/logs/corpus.log
-stage "tokenizer";     $PY tokenizer.py train > build/logs/tokenizer.log; $PY tokenizer.py encode >> build/logs/tokenizer.log
+stage "corpus";        $PY corpus.py > $BUILD/logs/corpus.log
+stage "tokenizer";     $PY tokenizer.py train > $BUILD/logs/tokenizer.log; $PY tokenizer.py encode >> $BUILD/logs/tokenizer.log
 stage "tokenizer JS check"; node check_tokenizer.mjs
-stage "tokenize";      $PY tokenizer.py tokenize > build/logs/tokenize.log
+stage "tokenize";      $PY tokenizer.py tokenize > $BUILD/logs/tokenize.log
 stage "pretrain tandem-large-base ($LARGE_STEPS steps)"
 $PY train.py --name tandem-large-base --hidden 256 --layers 4 --heads 8 --kv-heads 2 --ffn 704 --ctx 256 \
-  --steps "$LARGE_STEPS" > build/logs/pretrain-large.log 2>&1
+  --steps "$LARGE_STEPS" > $BUILD/logs/pretrain-large.log 2>&1
 stage "pretrain tandem-small-base ($SMALL_STEPS steps)"
 $PY train.py --name tandem-small-base --hidden 128 --layers 3 --heads 4 --kv-heads 2 --ffn 256 --ctx 256 \
-  --steps "$SMALL_STEPS" --lr 4e-3 > build/logs/pretrain-small.log 2>&1
-stage "chat data";     $PY chat_data.py > build/logs/chat_data.log
+  --steps "$SMALL_STEPS" --lr 4e-3 > $BUILD/logs/pretrain-small.log 2>&1
+stage "chat data";     $PY chat_data.py > $BUILD/logs/chat_data.log
 stage "SFT tandem-large-chat"
-$PY finetune.py --base tandem-large-base --name tandem-large-chat --steps "$LARGE_SFT_STEPS" > build/logs/sft-large.log 2>&1
+$PY finetune.py --base tandem-large-base --name tandem-large-chat --steps "$LARGE_SFT_STEPS" > $BUILD/logs/sft-large.log 2>&1
 stage "SFT tandem-small-chat"
-$PY finetune.py --base tandem-small-base --name tandem-small-chat --steps "$SMALL_SFT_STEPS" --lr 2e-3 > build/logs/sft-small.log 2>&1
-stage "held-out chat eval"; $PY eval_chat.py > build/logs/eval_chat.log
+$PY finetune.py --base tandem-small-base --name tandem-small-chat --steps "$SMALL_SFT_STEPS" --lr 2e-3 > $BUILD/logs/sft-small.log 2>&1
+stage "held-out chat eval"; $PY eval_chat.py > $BUILD/logs/eval_chat.log
 for m in tandem-large-base tandem-small-base tandem-small-chat tandem-large-chat; do
   stage "export $m"
-  $PY export_onnx.py --ckpt "$m" > "build/logs/export-$m.log" 2>&1
-  $PY model_card.py "$m" >> "build/logs/export-$m.log"
+  $PY export_onnx.py --ckpt "$m" > "$BUILD/logs/export-$m.log" 2>&1
+  $PY model_card.py "$m" >> "$BUILD/logs/export-$m.log"
 done
 stage "ORT parity";    node check_onnx.mjs
 stage "done"

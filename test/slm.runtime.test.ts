@@ -143,7 +143,7 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
         expect(got.text).toBe(want.text);
         expect(streamed).toBe(want.text);
         expect(got.finishReason).toBe(want.finishReason);
-        got.tokens.forEach((t, i) => expect(t.logprob ?? 0).toBeCloseTo(want.tokens[i]?.logprob ?? 0, 4));
+        for (const [i, t] of got.tokens.entries()) expect(t.logprob ?? 0).toBeCloseTo(want.tokens[i]?.logprob ?? 0, 4);
       }
     }
     expect(spec.drafted).toBeGreaterThan(0);

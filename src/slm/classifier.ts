@@ -69,11 +69,20 @@ export class Classifier {
       return left ? [...fill, ...row] : [...row, ...fill];
     };
     const ids = encoded.map((e) => pad(e, this.tokenizer.padId));
-    const mask = encoded.map((e) => pad(e.map(() => 1), 0));
+    const mask = encoded.map((e) =>
+      pad(
+        e.map(() => 1),
+        0,
+      ),
+    );
     const dims = [texts.length, len];
     const feeds: Record<string, ort.Tensor> = { input_ids: int64(ids, dims) };
     if (this.inputs.has('attention_mask')) feeds.attention_mask = int64(mask, dims);
-    if (this.inputs.has('token_type_ids')) feeds.token_type_ids = int64(ids.map((r) => r.map(() => 0)), dims);
+    if (this.inputs.has('token_type_ids'))
+      feeds.token_type_ids = int64(
+        ids.map((r) => r.map(() => 0)),
+        dims,
+      );
     const out = await this.session.run(feeds);
     const data = (out.logits as ort.Tensor).data as Float32Array;
     const n = this.labels.length;
