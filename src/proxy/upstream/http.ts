@@ -4,7 +4,7 @@ import { rawJson } from '../rawJson.js';
 import { type LinkedAbort, linkedAbort } from './abort.js';
 import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
 import { SseParser } from './sseReader.js';
-import { upstreamFetch } from './transport.js';
+import { plainHeaders, send } from './transport.js';
 import type { CallOptions, Upstream } from './types.js';
 
 export interface HttpUpstreamOptions {
@@ -31,8 +31,6 @@ const FINISHED = /"finish_reason"\s*:\s*"/;
 const hasFinishReason = (chunk: JsonObject) =>
   Array.isArray(chunk.choices) && chunk.choices.some((c) => (c as JsonObject | null)?.finish_reason != null);
 
-const silentLogger = { error() {}, warn() {}, info() {}, debug() {} };
-
 function backoffMs(attempt: number): number {
   // Exponential with up to 25% jitter, as the openai SDK does, capped at 8 s.
   return Math.min(500 * 2 ** attempt, 8000) * (1 - Math.random() * 0.25);
@@ -54,26 +52,27 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * Any OpenAI-compatible server, reached through the official SDK. Retries are ours rather than the SDK's so that a
- * long Retry-After is bounded, every retry is counted, and a retry never happens once a stream has begun.
+ * Any OpenAI-compatible server. The official SDK builds each request (URL, auth, its standard headers) and makes
+ * the errors (its APIError classes); retries are ours rather than the SDK's so that a long Retry-After is bounded,
+ * every retry is counted, and a retry never happens once a stream has begun.
  */
 export class HttpUpstream implements Upstream {
   readonly name: string;
   private readonly client: OpenAI;
+  private readonly templates = new Map<string, Promise<{ url: string; headers: Record<string, string> }>>();
 
   constructor(
     private readonly opts: HttpUpstreamOptions,
     private readonly observer: UpstreamObserver,
   ) {
     this.name = opts.name;
+    // Only the SDK's request building and error classes are used (see template()); sending, retries and timeouts
+    // are ours.
     this.client = new OpenAI({
       baseURL: opts.url,
       // The SDK insists on a key; with none configured the Authorization header is removed below.
       apiKey: opts.apiKey ?? 'unset',
-      maxRetries: 0,
       timeout: opts.timeoutMs,
-      logger: silentLogger,
-      fetch: upstreamFetch,
       defaultHeaders: { ...opts.headers, ...(opts.apiKey ? {} : { Authorization: null }) },
     });
   }
@@ -100,18 +99,24 @@ export class HttpUpstream implements Upstream {
     return Array.isArray(page.data) ? page.data : [];
   }
 
-  private headers(opts: CallOptions): Record<string, string> {
-    const h: Record<string, string> = { 'x-request-id': opts.requestId };
-    if (this.opts.passthroughAuth && opts.clientAuthorization) h.Authorization = opts.clientAuthorization;
-    return h;
+  /**
+   * The SDK's request for a method and path (URL, auth and its standard headers), built once per upstream: each call
+   * adds only its body and its own headers. Building it per call through the SDK's request loop, with its debug
+   * formatting, was a fifth of a proxied request's CPU time (measured by `npm run bench -- proxy`).
+   */
+  private template(method: 'get' | 'post', path: string): Promise<{ url: string; headers: Record<string, string> }> {
+    const key = `${method} ${path}`;
+    let t = this.templates.get(key);
+    if (!t) {
+      t = this.client
+        .buildRequest({ method, path, body: method === 'post' ? {} : undefined })
+        .then(({ req, url }) => ({ url, headers: plainHeaders(req.headers) }));
+      this.templates.set(key, t);
+    }
+    return t;
   }
 
-  /**
-   * One HTTP exchange. The SDK builds the request (URL, auth and its standard headers, body encoding) and makes the
-   * errors (its APIError classes, as its own request loop would); our transport sends it and our attempt() loop
-   * retries it. The SDK's own request loop is skipped: it repeats what attempt() does and formats debug logs on
-   * every call, a fifth of a proxied request's CPU time (measured by `npm run bench -- proxy`).
-   */
+  /** One HTTP exchange; a non-2xx answer becomes the SDK's APIError for its status, as the SDK itself would raise. */
   private async send(
     method: 'get' | 'post',
     path: string,
@@ -119,16 +124,17 @@ export class HttpUpstream implements Upstream {
     opts: CallOptions,
     link: LinkedAbort,
   ): Promise<Response> {
-    const { req, url } = await this.client.buildRequest({
-      method,
-      path,
-      body,
-      headers: this.headers(opts),
-      signal: link.signal,
-    });
+    const { url, headers } = await this.template(method, path);
+    const h: Record<string, string> = { ...headers, 'x-request-id': opts.requestId };
+    if (this.opts.passthroughAuth && opts.clientAuthorization) h.authorization = opts.clientAuthorization;
     let res: Response;
     try {
-      res = await upstreamFetch(url, { ...(req as RequestInit), method: method.toUpperCase() });
+      res = await send(url, {
+        method: method === 'get' ? 'GET' : 'POST',
+        headers: h,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: link.signal,
+      });
     } catch (err) {
       if (link.signal.aborted) throw err;
       throw new APIConnectionError({ message: 'Connection error.', cause: err as Error });

@@ -2,10 +2,10 @@ import { Agent, request } from 'undici';
 import { rawJson } from '../rawJson.js';
 
 /**
- * The `fetch` the openai SDK uses to reach upstreams: undici's `request` on a keep-alive pool instead of the global
- * fetch. The SDK only reads status, headers, `json()`, `text()` and an async-iterable `body`, so a lean response
- * object carries a Node stream as body; web streams and a Request object per call cost a proxy more CPU per
- * request than everything else it does (measured by `npm run bench -- proxy`).
+ * How Tandem reaches HTTP upstreams: undici's `request` on a keep-alive pool instead of the global fetch, answering
+ * with a lean object that reads like a fetch Response (status, headers, `json()`, `text()`, an async-iterable
+ * `body`). Web streams and Request/Headers objects per call cost a proxy more CPU than everything else it does
+ * (measured by `npm run bench -- proxy`).
  */
 const agent = new Agent({
   keepAliveTimeout: 30_000,
@@ -52,30 +52,27 @@ class PlainHeaders {
   }
 }
 
-/** The SDK hands its request headers over as a Headers object; undici wants a plain one. */
-function plainRequestHeaders(h: RequestInit['headers']): Record<string, string> {
+/** Request headers as a plain object (what undici takes), from the Headers object the SDK builds. */
+export function plainHeaders(h: RequestInit['headers']): Record<string, string> {
   const out: Record<string, string> = {};
-  if (h instanceof Headers) {
-    h.forEach((v, k) => {
-      out[k] = v;
-    });
-  } else if (h) {
-    new Headers(h).forEach((v, k) => {
+  if (h) {
+    (h instanceof Headers ? h : new Headers(h)).forEach((v, k) => {
       out[k] = v;
     });
   }
   return out;
 }
 
-export async function upstreamFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
-  const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-  const res = await request(url, {
-    method: (init.method ?? 'GET') as 'GET',
-    headers: plainRequestHeaders(init.headers),
-    body: init.body as string | undefined,
-    signal: init.signal ?? undefined,
-    dispatcher: agent,
-  });
+export interface TransportRequest {
+  method: 'GET' | 'POST';
+  headers: Record<string, string>;
+  body?: string;
+  signal: AbortSignal;
+}
+
+/** Sends one request on the keep-alive pool; the answer reads like a fetch Response (see LeanResponse). */
+export async function send(url: string, req: TransportRequest): Promise<Response> {
+  const res = await request(url, { ...req, dispatcher: agent });
   const lean: LeanResponse = {
     ok: res.statusCode >= 200 && res.statusCode < 300,
     status: res.statusCode,
