@@ -207,8 +207,13 @@ def main():
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(hf_config(model.config, params), f, indent=2)
     with open(os.path.join(out, "generation_config.json"), "w") as f:
-        json.dump({"bos_token_id": 1, "eos_token_id": [2, 0], "pad_token_id": PAD, "do_sample": False,
-                   "max_new_tokens": 64, "transformers_version": "4.46.0"}, f, indent=2)
+        gen = {"bos_token_id": 1, "eos_token_id": [2, 0], "pad_token_id": PAD, "do_sample": False,
+               "max_new_tokens": 64, "transformers_version": "4.46.0"}
+        # Greedy decoding of these tiny chat models loops ("a person who is a person who is ..."); a mild
+        # repetition penalty (Hugging Face semantics) is their default. Measured by hand on held-out questions.
+        if a.ckpt.endswith("-chat"):
+            gen["repetition_penalty"] = 1.2
+        json.dump(gen, f, indent=2)
     for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(os.path.join(TOK_DIR, fn), os.path.join(out, fn))
     par = parity(model, tok)

@@ -121,6 +121,27 @@ describe('chat through the openai SDK', () => {
   });
 });
 
+describe('penalties', () => {
+  test('repetition, presence and frequency penalties change greedy output and keep it deterministic', async () => {
+    const ask1 = { model: 'tandem-chat', messages: ask('Quote Genesis 1:1.'), temperature: 0, max_tokens: 40 };
+    const plain = await t.client.chat.completions.create({ ...ask1, repetition_penalty: 1 } as never);
+    const pen = await t.client.chat.completions.create({ ...ask1, repetition_penalty: 1.5 } as never);
+    const pen2 = await t.client.chat.completions.create({ ...ask1, repetition_penalty: 1.5 } as never);
+    const freq = await t.client.chat.completions.create({
+      ...ask1,
+      repetition_penalty: 1,
+      frequency_penalty: 2,
+    } as never);
+    const words = (s: string | null | undefined) => (s ?? '').split(/\s+/).filter(Boolean);
+    const distinct = (s: string | null | undefined) => new Set(words(s)).size / Math.max(1, words(s).length);
+    expect(pen.choices[0]?.message.content).toBe(pen2.choices[0]?.message.content);
+    expect(pen.choices[0]?.message.content).not.toBe(plain.choices[0]?.message.content);
+    expect(freq.choices[0]?.message.content).not.toBe(plain.choices[0]?.message.content);
+    // The penalised answers repeat themselves less.
+    expect(distinct(pen.choices[0]?.message.content)).toBeGreaterThan(distinct(plain.choices[0]?.message.content));
+  });
+});
+
 describe('completions through the openai SDK', () => {
   test('text, logprobs, echo and max_tokens 0 scoring', async () => {
     const r = await t.client.completions.create({

@@ -135,6 +135,7 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
         { maxTokens: 48, temperature: 0, ignoreEos: true },
         { maxTokens: 48, temperature: 0 },
         { maxTokens: 48, temperature: 0, ignoreEos: true, topLogprobs: 3 },
+        { maxTokens: 48, temperature: 0, ignoreEos: true, repetitionPenalty: 1.3, frequencyPenalty: 0.5 },
       ]) {
         const want = await engine.generate(p, opts);
         let streamed = '';

@@ -9,6 +9,11 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   maxTokens: number;
   seed?: number;
   stop?: string[];
+  /** OpenAI's penalties on tokens already generated: presence once per token, frequency per occurrence. */
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  /** Hugging Face's repetition penalty over prompt and generated tokens (1 = off; > 1 discourages repeats). */
+  repetitionPenalty?: number;
   /** Keep going past end-of-sequence tokens (vLLM's ignore_eos): fixed-length runs for benchmarks and tests. */
   ignoreEos?: boolean;
   /**
@@ -73,6 +78,24 @@ export interface EngineOptions {
   promptLookup: number;
   /** Requests allowed to wait for a place; beyond it a request is refused (429) rather than queued forever. */
   queueLimit: number;
+}
+
+/**
+ * Applies the request's repetition penalties to a logits row, in place (the row is this step's own copy). Log-
+ * probabilities reported afterwards are of the penalised distribution, the one the token was drawn from.
+ */
+function penalize(logits: Float32Array, s: Seq): void {
+  const { presencePenalty: pres = 0, frequencyPenalty: freq = 0, repetitionPenalty: rep = 1 } = s.opts;
+  if (pres === 0 && freq === 0 && rep === 1) return;
+  const counts = new Map<number, number>();
+  for (const id of s.ids) counts.set(id, (counts.get(id) ?? 0) + 1);
+  if (rep !== 1) {
+    for (const id of new Set([...s.prompt, ...s.ids])) {
+      const v = logits[id] as number;
+      logits[id] = v > 0 ? v / rep : v * rep;
+    }
+  }
+  for (const [id, n] of counts) logits[id] = (logits[id] as number) - pres - freq * n;
 }
 
 /** One position's logits, as a view (no copy). */
@@ -293,6 +316,7 @@ export class GenerationEngine {
 
   /** Samples the next token of one sequence from its logits row and releases whatever text became final. */
   private accept(s: Seq, logits: Float32Array): void {
+    penalize(logits, s);
     const id = sample(logits, s.params, s.random);
     const tok = this.lm.tokenizer;
     if (this.lm.eos.has(id) && !s.opts.ignoreEos) {

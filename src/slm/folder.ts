@@ -39,6 +39,7 @@ const GenerationConfigSchema = z.looseObject({
   top_p: z.number().optional(),
   top_k: z.number().int().optional(),
   do_sample: z.boolean().optional(),
+  repetition_penalty: z.number().positive().optional(),
 });
 export type GenerationConfig = z.infer<typeof GenerationConfigSchema>;
 

@@ -97,6 +97,10 @@ export class LocalUpstream implements Upstream {
       seed: num(body.seed),
       stop: stops(body.stop),
       ignoreEos: body.ignore_eos === true,
+      presencePenalty: num(body.presence_penalty) ?? 0,
+      frequencyPenalty: num(body.frequency_penalty) ?? 0,
+      // vLLM's extension; the model's own default comes from generation_config.json.
+      repetitionPenalty: num(body.repetition_penalty) ?? gen.repetition_penalty ?? 1,
     };
   }
 
