@@ -493,6 +493,9 @@ async function loadTransformersJs(
       attention_mask: ones(prompt.length),
       max_new_tokens: max,
       do_sample: false,
+      // Plain greedy on both sides: generation_config.json's repetition_penalty (chat models) is a serving default,
+      // which Tandem's engine applies only when a request asks for it.
+      repetition_penalty: 1,
       ...(task.ignoreEos ? { eos_token_id: null } : {}),
       ...(streamer ? { streamer } : {}),
     } as Parameters<typeof model.generate>[0]);
