@@ -126,6 +126,24 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     }
   });
 
+  test('prompts prefilled in chunks (a small logits budget) generate exactly what one pass does', async () => {
+    const chunked = new GenerationEngine(lm, {
+      maxBatch: 8,
+      queueLimit: 8,
+      promptLookup: 0,
+      prefillLogitsBudget: 3 * lm.tokenizer.vocabSize,
+    });
+    const prompts = ['In the beginning God created the heaven and the earth.', 'Gold', 'What does the word lamp mean?'];
+    const opts = { maxTokens: 10, temperature: 0, ignoreEos: true, topLogprobs: 0 };
+    const enc = prompts.map((p) => lm.tokenizer.encode(p));
+    const want = await Promise.all(enc.map((p) => engine.generate(p, opts)));
+    const got = await Promise.all(enc.map((p) => chunked.generate(p, opts)));
+    expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
+    for (const [i, r] of got.entries()) {
+      for (const [j, t] of r.tokens.entries()) expect(t.logprob ?? 0).toBeCloseTo(want[i]?.tokens[j]?.logprob ?? 0, 3);
+    }
+  });
+
   test('prompt-lookup speculation returns exactly the greedy output, in fewer passes', async () => {
     const spec = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 8, promptLookup: 4 });
     const prompts = ['The word harbour', 'a person who is a person who is', 'In the beginning God created'];

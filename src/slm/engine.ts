@@ -76,6 +76,8 @@ export interface EngineOptions {
   maxBatch: number;
   /** Draft tokens per prompt-lookup check for a lone greedy sequence (0 = off). */
   promptLookup: number;
+  /** Most logits (floats) one prefill pass may return; longer prompts are prefilled in chunks. Default 16M (64 MB). */
+  prefillLogitsBudget?: number;
   /** Requests allowed to wait for a place; beyond it a request is refused (429) rather than queued forever. */
   queueLimit: number;
 }
@@ -97,6 +99,8 @@ function penalize(logits: Float32Array, s: Seq): void {
   }
   for (const [id, n] of counts) logits[id] = (logits[id] as number) - pres - freq * n;
 }
+
+const DEFAULT_LOGITS_BUDGET = 16 * 1024 * 1024;
 
 /** One position's logits, as a view (no copy). */
 function row(out: { logits: Float32Array; vocab: number }, index: number): Float32Array {
@@ -214,13 +218,28 @@ export class GenerationEngine {
     const ids = fresh.map((s) => [...Array(len - s.prompt.length).fill(this.lm.tokenizer.padId), ...s.prompt]);
     const mask = fresh.map((s) => [...Array(len - s.prompt.length).fill(0), ...s.prompt.map(() => 1)]);
     const positions = fresh.map((s) => Array.from({ length: len }, (_, i) => Math.max(0, i - (len - s.prompt.length))));
-    const out = await this.lm.forward({
-      ids,
-      mask,
-      positions,
-      past: this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null,
-    });
-    for (const [b, s] of fresh.entries()) this.accept(s, row(out, b * len + len - 1));
+    // A graph returns logits for every position: with a large vocabulary a long prompt's logits alone could take
+    // gigabytes, so prompts are fed in chunks that keep them within a budget, the cache carrying over.
+    const vocab = this.lm.folder.config.vocab_size ?? this.lm.tokenizer.vocabSize;
+    const chunk = this.lm.hasCache
+      ? Math.max(1, Math.floor((this.opts.prefillLogitsBudget ?? DEFAULT_LOGITS_BUDGET) / (fresh.length * vocab)))
+      : len;
+    let past = this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null;
+    let out: Awaited<ReturnType<CausalLM['forward']>> | undefined;
+    let last = 0;
+    for (let start = 0; start < len; start += chunk) {
+      const end = Math.min(len, start + chunk);
+      out = await this.lm.forward({
+        ids: ids.map((r) => r.slice(start, end)),
+        mask: mask.map((r) => r.slice(0, end)),
+        positions: positions.map((r) => r.slice(start, end)),
+        past,
+      });
+      past = out.present;
+      last = end - start;
+    }
+    if (!out) return;
+    for (const [b, s] of fresh.entries()) this.accept(s, row(out, b * last + last - 1));
     if (this.lm.hasCache) {
       const present = out.present as KvCache;
       if (this.kv && this.active.length) {
