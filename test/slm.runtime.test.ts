@@ -204,6 +204,12 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     const scored = await lm.score(ids, [next]);
     expect(scored.logprobs.at(-1)).toBeCloseTo(lp[next] as number, 4);
     expect(scored.logprobs).toHaveLength(ids.length);
+    // Scored in chunks of 3 positions through the cache: the same numbers, and the same alternatives.
+    const chunked = await lm.score(ids, [next], 5, 3 * lm.tokenizer.vocabSize);
+    const whole = await lm.score(ids, [next], 5);
+    for (const [i, lp] of whole.logprobs.entries()) expect(chunked.logprobs[i]).toBeCloseTo(lp, 4);
+    expect(chunked.top.map((t) => t.map((x) => x.id))).toEqual(whole.top.map((t) => t.map((x) => x.id)));
+    expect(whole.top[0]).toHaveLength(5);
   });
 
   test('cancellation, queue limit, context limit and failures', async () => {

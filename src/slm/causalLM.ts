@@ -1,7 +1,7 @@
 import type ort from 'onnxruntime-node';
 import { contextLength, eosIds, ModelError, type ModelFolder, readModelFolder } from './folder.js';
 import { emptyKv, type KvCache } from './kv.js';
-import { logSoftmax } from './sampling.js';
+import { logSoftmax, topK } from './sampling.js';
 import { bool, float32, inputDims, int64, openSession, type SessionOptions } from './session.js';
 import { TextTokenizer } from './tokenizer.js';
 
@@ -147,24 +147,41 @@ export class CausalLM {
   }
 
   /**
-   * Log-probability of each continuation token given the prompt and the tokens before it. With `all`, also of every
-   * prompt token after the first (for `echo`).
+   * Log-probability of each continuation token given the prompt and the tokens before it, with the `top` most likely
+   * alternatives at each position. Long inputs are fed in chunks through the cache so that no more than
+   * `logitsBudget` logits exist at once (a large vocabulary times a long prompt would not fit otherwise).
    */
   async score(
     prompt: number[],
     continuation: number[],
-  ): Promise<{ tokens: number[]; logprobs: number[]; rows: Float32Array[] }> {
+    top = 0,
+    logitsBudget = 16 * 1024 * 1024,
+  ): Promise<{ tokens: number[]; logprobs: number[]; top: { id: number; logprob: number }[][] }> {
     const ids = [...prompt, ...continuation];
     this.checkFits(ids.length, 0);
-    const out = await this.forward(single(ids, this.hasCache ? this.emptyCache(1) : null));
-    const rows: Float32Array[] = [];
+    const vocab = this.folder.config.vocab_size ?? this.tokenizer.vocabSize;
+    const chunk = this.hasCache ? Math.max(1, Math.floor(logitsBudget / vocab)) : ids.length;
     const logprobs: number[] = [];
-    for (let i = 1; i < ids.length; i++) {
-      const row = logSoftmax(out.logits, (i - 1) * out.vocab, out.vocab);
-      rows.push(row);
-      logprobs.push(row[ids[i] as number] as number);
+    const alternatives: { id: number; logprob: number }[][] = [];
+    let past = this.hasCache ? this.emptyCache(1) : null;
+    // Position i predicts token i + 1; the last position predicts nothing asked for.
+    for (let start = 0; start < ids.length - 1; start += chunk) {
+      const end = Math.min(ids.length, start + chunk);
+      const slice = ids.slice(start, end);
+      const out = await this.forward({
+        ids: [slice],
+        mask: [ids.slice(0, end).map(() => 1)],
+        positions: [slice.map((_, j) => start + j)],
+        past,
+      });
+      past = out.present;
+      for (let j = 0; j < slice.length && start + j + 1 < ids.length; j++) {
+        const row = logSoftmax(out.logits, j * out.vocab, out.vocab);
+        logprobs.push(row[ids[start + j + 1] as number] as number);
+        alternatives.push(top > 0 ? topK(row, top).map((c) => ({ id: c.id, logprob: c.value })) : []);
+      }
     }
-    return { tokens: ids, logprobs, rows };
+    return { tokens: ids, logprobs, top: alternatives };
   }
 
   async release(): Promise<void> {

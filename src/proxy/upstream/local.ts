@@ -341,7 +341,7 @@ export class LocalUpstream implements Upstream {
 
   private async scorePrompt(m: LoadedCausal, prompt: number[], k: number) {
     const tok = m.lm.tokenizer;
-    const scored = await m.lm.score(prompt.slice(0, 1), prompt.slice(1));
+    const scored = await m.lm.score(prompt.slice(0, 1), prompt.slice(1), k);
     const first = {
       token: tok.tokenText(prompt[0] as number),
       logprob: null as number | null,
@@ -349,21 +349,11 @@ export class LocalUpstream implements Upstream {
     };
     return [
       first,
-      ...prompt.slice(1).map((id, i) => {
-        const row = scored.rows[i] as Float32Array;
-        const top =
-          k > 0
-            ? [...row]
-                .map((v, j) => ({ j, v }))
-                .sort((a, b) => b.v - a.v)
-                .slice(0, k)
-            : [];
-        return {
-          token: tok.tokenText(id),
-          logprob: scored.logprobs[i] as number,
-          top: top.map((x) => ({ text: tok.tokenText(x.j), logprob: x.v })),
-        };
-      }),
+      ...prompt.slice(1).map((id, i) => ({
+        token: tok.tokenText(id),
+        logprob: scored.logprobs[i] as number,
+        top: (scored.top[i] ?? []).map((x) => ({ text: tok.tokenText(x.id), logprob: x.logprob })),
+      })),
     ];
   }
 
