@@ -226,6 +226,23 @@ describe('fallback', () => {
   });
 });
 
+describe('shutdown', () => {
+  test('close() lets a stream in flight finish, then refuses new connections', async () => {
+    const { t } = await setup({}, { chunkDelayMs: 80 });
+    const s = await t.client.chat.completions.create({
+      ...chat,
+      messages: [{ role: 'user', content: 'one two three four five six' }],
+      stream: true,
+    });
+    const closing = t.server.close(5000);
+    let text = '';
+    for await (const c of s) text += c.choices[0]?.delta?.content ?? '';
+    expect(text).toBe('echo: one two three four five six');
+    await closing;
+    await expect(fetch(`${t.url}/healthz`)).rejects.toThrow();
+  });
+});
+
 describe('client disconnect', () => {
   test('a client that goes away aborts the upstream request', async () => {
     const { fake, t } = await setup({}, { chunkDelayMs: 100 });

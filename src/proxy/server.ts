@@ -48,7 +48,11 @@ export interface TandemServer {
   app: express.Express;
   deps: ServerDeps;
   listen(): Promise<{ url: string; port: number; server: Server }>;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and lets requests in flight (streams included) finish for up to `graceMs`, then
+   * cuts what is left and releases models and plugins.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -206,10 +210,14 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
         });
         s.on('error', reject);
       }),
-    async close() {
+    async close(graceMs = 10_000) {
       if (server) {
-        server.closeAllConnections();
-        await new Promise<void>((r) => server?.close(() => r()));
+        const s = server;
+        const drained = new Promise<void>((r) => s.close(() => r()));
+        s.closeIdleConnections();
+        const cut = setTimeout(() => s.closeAllConnections(), graceMs);
+        await drained;
+        clearTimeout(cut);
       }
       await Promise.all(routes.map((r) => r.pipeline.close()));
       await Promise.all([...upstreams.values()].map((u) => u.close?.()));
