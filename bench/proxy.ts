@@ -72,6 +72,7 @@ export async function run(argv: string[]): Promise<number> {
       duration: { type: 'string', default: '10' },
       connections: { type: 'string', default: '32' },
       warmup: { type: 'string', default: '2' },
+      rounds: { type: 'string', default: '3' },
       targets: { type: 'string' },
       modes: { type: 'string', default: MODES.join(',') },
       'no-build': { type: 'boolean', default: false },
@@ -82,6 +83,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   const duration = positive(values.duration, 'duration');
   const connections = positive(values.connections, 'connections');
+  const rounds = positive(values.rounds, 'rounds');
   const warmup = Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error('--warmup must be a number >= 0');
   const profile = values.profile;
@@ -89,7 +91,7 @@ export async function run(argv: string[]): Promise<number> {
   const modes = list(values.modes, MODES, 'modes');
 
   // Bounded: start-up, verification and every run, plus slack; past that everything is killed.
-  const budgetMs = 120_000 + targets.length * modes.length * (warmup + duration + 15) * 1000;
+  const budgetMs = 120_000 + rounds * targets.length * modes.length * (warmup + duration + 15) * 1000;
   const watchdog = setTimeout(() => {
     console.error(`bench proxy: exceeded its ${Math.round(budgetMs / 1000)} s budget, killing children`);
     process.exit(1);
@@ -178,31 +180,47 @@ export async function run(argv: string[]): Promise<number> {
     console.log(
       `\nload: ${connections} connections, ${duration} s per run after a ${warmup} s warm-up; ${os.cpus().length} CPUs, loadavg ${fmtLoad(loadBefore)}${profile ? '; PROFILING Tandem (numbers skewed)' : ''}`,
     );
-    const rows: Row[] = [];
-    for (const m of modes) {
-      for (const t of chosen) {
-        if (warmup > 0) await load(t, m, connections, warmup);
-        const pid = pidOf[t.id];
-        const cpu0 = cpuMs(pid);
-        const t0 = performance.now();
-        const res = await load(t, m, connections, duration);
-        const cpu1 = cpuMs(pid);
-        const wallMs = performance.now() - t0;
-        const r = toRow(t.id, m, res);
-        if (cpu0 !== null && cpu1 !== null) {
-          r.cpuMsPerReq = r.ok2xx ? (cpu1 - cpu0) / r.ok2xx : null;
-          r.cpuCores = (cpu1 - cpu0) / wallMs;
+    // Several rounds, the target order reversed every other round, and the median of each figure reported: on a
+    // shared 2-core machine one 10 s run can land on a burst of someone else's load.
+    const runs: Row[] = [];
+    for (let round = 0; round < rounds; round++) {
+      if (rounds > 1) console.log(`round ${round + 1} of ${rounds}`);
+      const order = round % 2 === 0 ? chosen : [...chosen].reverse();
+      for (const m of modes) {
+        for (const t of order) {
+          if (warmup > 0) await load(t, m, connections, warmup);
+          const pid = pidOf[t.id];
+          const cpu0 = cpuMs(pid);
+          const t0 = performance.now();
+          const res = await load(t, m, connections, duration);
+          const cpu1 = cpuMs(pid);
+          const wallMs = performance.now() - t0;
+          const r = toRow(t.id, m, res);
+          if (cpu0 !== null && cpu1 !== null) {
+            r.cpuMsPerReq = r.ok2xx ? (cpu1 - cpu0) / r.ok2xx : null;
+            r.cpuCores = (cpu1 - cpu0) / wallMs;
+          }
+          runs.push(r);
+          console.log(
+            `  ${t.id.padEnd(7)} ${m.padEnd(6)} ${fmt(r.rps, 0).padStart(7)} req/s  p50 ${fmt(r.p50, 1)} ms  p99 ${fmt(r.p99, 1)} ms  server CPU ${fmt(r.cpuMsPerReq ?? Number.NaN, 3)} ms/req (${fmt(r.cpuCores ?? Number.NaN, 2)} cores)${r.flagged ? `  FLAGGED ${problems(r)}` : ''}`,
+          );
+          await sleep(500);
         }
-        rows.push(r);
-        console.log(
-          `  ${t.id.padEnd(7)} ${m.padEnd(6)} ${fmt(r.rps, 0).padStart(7)} req/s  p50 ${fmt(r.p50, 1)} ms  p99 ${fmt(r.p99, 1)} ms  server CPU ${fmt(r.cpuMsPerReq ?? Number.NaN, 3)} ms/req (${fmt(r.cpuCores ?? Number.NaN, 2)} cores)${r.flagged ? `  FLAGGED ${problems(r)}` : ''}`,
-        );
-        await sleep(500);
       }
     }
+    const rows = medianRows(runs);
     const loadAfter = os.loadavg();
 
     const report = buildReport(rows, { duration, connections, warmup, loadBefore, loadAfter, fakeUrl, profile });
+    report.json.rounds = rounds;
+    report.json.runs = runs.map((r) => ({
+      target: r.target,
+      mode: r.mode,
+      rps: r.rps,
+      p50: r.p50,
+      p99: r.p99,
+      cpu_ms_per_req: r.cpuMsPerReq,
+    }));
     console.log(`\n${table(rows)}\n`);
     console.log(report.summaryLines.join('\n'));
 
@@ -226,7 +244,7 @@ export async function run(argv: string[]): Promise<number> {
       );
     }
 
-    const flagged = rows.filter((r) => r.flagged);
+    const flagged = runs.filter((r) => r.flagged);
     if (flagged.length) {
       console.error(
         `\nbench proxy: ${flagged.length} run(s) had errors/non-2xx/mismatches; their numbers are not trustworthy.`,
@@ -626,8 +644,10 @@ Generated by \`npm run bench -- proxy\` on ${json.date}; do not edit by hand.
 POST /v1/chat/completions with a ${json.prompt_words}-word prompt to the test fake upstream (it echoes the prompt; a
 stream has ${(json.prompt_words as number) + 3} data events plus \`[DONE]\`), reached directly, through Tandem (passthrough, one catch-all route, no
 plugins, log level warn) and through Portkey gateway ${PORTKEY_VERSION}. autocannon, ${o.connections} connections, ${o.duration} s per run after a
-${o.warmup} s warm-up; every server is its own process on 127.0.0.1. Node ${json.node}, ${json.cpus} CPUs (${json.cpu_model}),
-load average ${(json.loadavg_before as number[]).join(' ')} before the runs.
+${o.warmup} s warm-up, ${json.rounds} rounds (target order reversed every other round); the table gives the median of
+each figure over the rounds (every run is in reports/bench-proxy.json under \`runs\`). Every server is its own process
+on 127.0.0.1. Node ${json.node}, ${json.cpus} CPUs (${json.cpu_model}), load average
+${(json.loadavg_before as number[]).join(' ')} before the runs.
 
 ${mdTable(rows)}
 
@@ -638,4 +658,40 @@ Raw numbers: \`reports/bench-proxy.json\`.
 `,
   );
   console.log(`\nwrote ${jsonPath} and ${mdPath}`);
+}
+
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
+};
+
+/** One row per target and mode: the median of each figure over the rounds, counts summed, flagged if any run was. */
+function medianRows(runs: Row[]): Row[] {
+  const groups = new Map<string, Row[]>();
+  for (const r of runs) {
+    const key = `${r.target} ${r.mode}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((g) => {
+    const first = g[0] as Row;
+    const cpu = g.map((r) => r.cpuMsPerReq).filter((x): x is number => x !== null);
+    const cores = g.map((r) => r.cpuCores).filter((x): x is number => x !== null);
+    const sum = (f: (r: Row) => number) => g.reduce((a, r) => a + f(r), 0);
+    return {
+      ...first,
+      rps: median(g.map((r) => r.rps)),
+      p50: median(g.map((r) => r.p50)),
+      p99: median(g.map((r) => r.p99)),
+      total: sum((r) => r.total),
+      ok2xx: sum((r) => r.ok2xx),
+      non2xx: sum((r) => r.non2xx),
+      errors: sum((r) => r.errors),
+      timeouts: sum((r) => r.timeouts),
+      mismatches: sum((r) => r.mismatches),
+      cpuMsPerReq: cpu.length ? median(cpu) : null,
+      cpuCores: cores.length ? median(cores) : null,
+      flagged: g.some((r) => r.flagged),
+    };
+  });
 }
