@@ -3,7 +3,7 @@
 //  - ORT logits match torch within parity.tolerance (1e-4) for each text alone and for a right-padded batch;
 //  - padded rows match the unpadded run (mask handling);
 //  - optionally re-scores the held-out snippets (recipes/build/classifier/heldout.jsonl) tokenized in Node.
-// Usage (from /work/main so node_modules resolve): node recipes/check_classifier.mjs [modelDir] [heldout.jsonl]
+// Usage (from the project root, so node_modules resolve): node recipes/check_classifier.mjs [modelDir] [heldout.jsonl]
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
