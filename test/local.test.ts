@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { builtinPlugins } from '../src/plugins/registry.js';
 import { loadConfig } from '../src/proxy/loadConfig.js';
 import { createServer } from '../src/proxy/server.js';
+import { readModelFolder } from '../src/slm/folder.js';
 import { ModelRegistry } from '../src/slm/registry.js';
+import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { modelDir } from './support/models.js';
 import { post, sseEvents } from './support/raw.js';
 import { type RunningTandem, startTandem } from './support/tandem.js';
@@ -140,6 +142,28 @@ describe('penalties', () => {
     // The penalised answers repeat themselves less.
     expect(distinct(pen.choices[0]?.message.content)).toBeGreaterThan(distinct(plain.choices[0]?.message.content));
   });
+});
+
+test('logit_bias forces and bans tokens', async () => {
+  const base = {
+    model: 'tandem-large-base',
+    prompt: 'In the beginning God created',
+    max_tokens: 6,
+    temperature: 0,
+    logprobs: 0,
+  };
+  // The text of token 42, by echoing it as a token-id prompt.
+  const echo = await t.client.completions.create({ ...base, prompt: [42], max_tokens: 0, echo: true });
+  const t42 = echo.choices[0]?.logprobs?.tokens?.[0];
+  const forced = await t.client.completions.create({ ...base, logit_bias: { '42': 100 } });
+  expect(forced.choices[0]?.logprobs?.tokens).toEqual(Array(6).fill(t42));
+  // Ban the first token of the plain answer: the answer starts differently.
+  const plain = await t.client.completions.create(base);
+  const first = plain.choices[0]?.logprobs?.tokens?.[0] ?? '';
+  const tok = new TextTokenizer(readModelFolder(modelDir('tandem-large-base')));
+  const [firstId] = tok.encode(first);
+  const banned = await t.client.completions.create({ ...base, logit_bias: { [String(firstId)]: -100 } });
+  expect(banned.choices[0]?.logprobs?.tokens?.[0]).not.toBe(first);
 });
 
 describe('completions through the openai SDK', () => {

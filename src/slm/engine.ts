@@ -14,6 +14,8 @@ export interface GenerateOptions extends Partial<SamplingParams> {
   frequencyPenalty?: number;
   /** Hugging Face's repetition penalty over prompt and generated tokens (1 = off; > 1 discourages repeats). */
   repetitionPenalty?: number;
+  /** OpenAI's logit_bias: added to a token's logit before sampling (-100 bans it, 100 forces it). */
+  logitBias?: ReadonlyMap<number, number>;
   /** Keep going past end-of-sequence tokens (vLLM's ignore_eos): fixed-length runs for benchmarks and tests. */
   ignoreEos?: boolean;
   /**
@@ -87,7 +89,8 @@ export interface EngineOptions {
  * probabilities reported afterwards are of the penalised distribution, the one the token was drawn from.
  */
 function penalize(logits: Float32Array, s: Seq): void {
-  const { presencePenalty: pres = 0, frequencyPenalty: freq = 0, repetitionPenalty: rep = 1 } = s.opts;
+  const { presencePenalty: pres = 0, frequencyPenalty: freq = 0, repetitionPenalty: rep = 1, logitBias } = s.opts;
+  if (logitBias) for (const [id, bias] of logitBias) if (id < logits.length) logits[id] = (logits[id] as number) + bias;
   if (pres === 0 && freq === 0 && rep === 1) return;
   const counts = new Map<number, number>();
   for (const id of s.ids) counts.set(id, (counts.get(id) ?? 0) + 1);

@@ -20,6 +20,15 @@ type Choice = { index: number; text: string; result: GenerateResult };
 const now = () => Math.floor(Date.now() / 1000);
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 
+/** OpenAI's logit_bias object (token id as string -> bias), as the engine takes it. */
+function logitBias(v: unknown): Map<number, number> | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const out = new Map<number, number>();
+  for (const [k, b] of Object.entries(v))
+    if (/^\d+$/.test(k) && typeof b === 'number') out.set(Number(k), Math.max(-100, Math.min(100, b)));
+  return out.size ? out : undefined;
+}
+
 function stops(v: unknown): string[] {
   if (typeof v === 'string') return [v];
   return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
@@ -101,6 +110,7 @@ export class LocalUpstream implements Upstream {
       frequencyPenalty: num(body.frequency_penalty) ?? 0,
       // vLLM's extension; the model's own default comes from generation_config.json.
       repetitionPenalty: num(body.repetition_penalty) ?? gen.repetition_penalty ?? 1,
+      logitBias: logitBias(body.logit_bias),
     };
   }
 
