@@ -243,6 +243,12 @@ describe('bad input against the local provider', () => {
     expect(r.json().error).toMatchObject({ param: 'prompt', code: 'invalid_token_id' });
   });
 
+  test('endpoints a local model cannot serve are a clear 404', async () => {
+    const r = await post(`${t.url}/v1/embeddings`, { model: 'tandem-chat', input: 'x' });
+    expect(r.status).toBe(404);
+    expect((r.json().error as { message: string }).message).toMatch(/local model serves chat and completions only/);
+  });
+
   test('a model nothing serves is a 404', async () => {
     const r = await post(`${t.url}/v1/chat/completions`, { model: 'tandem-huge', messages: ask('x') });
     expect(r.status).toBe(404);

@@ -166,6 +166,29 @@ describe('streaming', () => {
   });
 });
 
+describe('other endpoints are relayed', () => {
+  test('embeddings through the SDK, routed by model, with the upstream key', async () => {
+    const e = await t.client.embeddings.create({ model: 'gpt-embed', input: ['abc', 'hello'] });
+    expect(e.data.map((d) => d.embedding[0])).toEqual([3, 5]);
+    expect(last()?.path).toBe('/v1/embeddings');
+    expect(last()?.body).toEqual({ model: 'gpt-embed', input: ['abc', 'hello'], encoding_format: 'base64' });
+    // A model no route serves is still ours to refuse.
+    const r = await post(`${t.url}/v1/embeddings`, { model: 'nope', input: 'x' });
+    expect(r.status).toBe(404);
+    expect(r.json().error).toMatchObject({ code: 'model_not_found' });
+  });
+
+  test('an upstream error on a relayed endpoint keeps its status and shape', async () => {
+    const r = await post(`${t.url}/v1/moderations?x=1`, { model: 'gpt-mod', input: 'hello' });
+    expect(r.status).toBe(404);
+    expect(r.json()).toMatchObject({ error: { message: 'fake: no route POST /v1/moderations', code: 'unknown_url' } });
+    // Without a model and without a catch-all route there is nowhere to relay to.
+    const d = await fetch(`${t.url}/v1/files/file-123`, { method: 'DELETE' });
+    expect(d.status).toBe(404);
+    expect(((await d.json()) as { error: { message: string } }).error.message).toMatch(/no catch-all route/);
+  });
+});
+
 describe('strict_openai', () => {
   test('no tandem field and no extra SSE event', async () => {
     const j = await post(`${strict.url}/v1/chat/completions`, {

@@ -11,6 +11,37 @@ export function parseSize(s: string): number {
 }
 
 /**
+ * Reads a request body into memory up to `limit` bytes, then calls `done` with it; a larger body is a 413 (the rest
+ * drained so the client sees the answer rather than a reset).
+ */
+function readBody(req: Request, limit: number, next: NextFunction, done: (body: Buffer) => void): void {
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) {
+    tooLarge(req, limit, next);
+    return;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let failed = false;
+  req.on('data', (c: Buffer) => {
+    if (failed) return;
+    size += c.length;
+    if (size > limit) {
+      failed = true;
+      tooLarge(req, limit, next);
+      return;
+    }
+    chunks.push(c);
+  });
+  req.on('end', () => {
+    if (!failed) done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+  });
+  req.on('error', () => {
+    failed = true;
+  });
+}
+
+/**
  * Reads a JSON request body into req.body. Smaller than express.json (no charset or inflate machinery, which an
  * OpenAI-style API does not need): JSON is UTF-8, and a compressed body is refused with 415. Any content type is
  * read as JSON so curl's default form type does not turn a good body into a confusing error.
@@ -26,25 +57,8 @@ export function jsonBody(limit: number) {
         }),
       );
     }
-    const declared = Number(req.headers['content-length']);
-    if (declared > limit) return tooLarge(req, limit, next);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let failed = false;
-    req.on('data', (c: Buffer) => {
-      if (failed) return;
-      size += c.length;
-      if (size > limit) {
-        failed = true;
-        tooLarge(req, limit, next);
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => {
-      if (failed) return;
-      const text =
-        chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8');
+    readBody(req, limit, next, (raw) => {
+      const text = raw.toString('utf8');
       try {
         req.body = text.length ? JSON.parse(text) : undefined;
       } catch (err) {
@@ -56,8 +70,15 @@ export function jsonBody(limit: number) {
       }
       next();
     });
-    req.on('error', () => {
-      failed = true;
+  };
+}
+
+/** Reads any request body, as bytes, into req.body (for endpoints relayed to the upstream unchanged). */
+export function rawBody(limit: number) {
+  return (req: Request, _res: Response, next: NextFunction) => {
+    readBody(req, limit, next, (raw) => {
+      req.body = raw;
+      next();
     });
   };
 }

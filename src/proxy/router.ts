@@ -31,6 +31,11 @@ export class Router {
     }
   }
 
+  /** The route that takes any model (`*`), where requests without a model go. */
+  catchAll(): ResolvedRoute | undefined {
+    return this.routes.find((r) => r.id === '*');
+  }
+
   resolve(model: string): ResolvedRoute | undefined {
     return this.exact.get(model) ?? this.globs.find((g) => g.re.test(model))?.route;
   }

@@ -12,10 +12,11 @@ import { ResponseCache } from './cache.js';
 import type { TandemConfig } from './config.js';
 import { HttpError, toHttpError } from './errors.js';
 import { generationHandler, type RequestLocals, sendJson } from './generate.js';
-import { jsonBody, parseSize } from './jsonBody.js';
+import { jsonBody, parseSize, rawBody } from './jsonBody.js';
 import type { LoadedConfig } from './loadConfig.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { relayHandler } from './relay.js';
 import { type ResolvedRoute, Router } from './router.js';
 import { UpstreamChain } from './upstream/chain.js';
 import { HttpUpstream } from './upstream/http.js';
@@ -187,6 +188,8 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
   app.get('/metrics', async (_req, res) => {
     res.set('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
+
+  app.all('/v1/*rest', auth, rawBody(parseSize(config.server.bodyLimit)), relayHandler(deps));
 
   app.use((req: Request, res: Response) => {
     sendError(res, new HttpError(404, `Unknown request URL: ${req.method} ${req.path}`, { code: 'unknown_url' }));

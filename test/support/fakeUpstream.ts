@@ -88,6 +88,32 @@ export async function startFakeUpstream(opts: FakeOptions = {}): Promise<FakeUps
         data: [{ id: 'fake-model', object: 'model', created: 0, owned_by: 'fake' }],
       });
     }
+    if (path.endsWith('/embeddings') && req.method === 'POST') {
+      const inputs = Array.isArray(body.input) ? body.input : [body.input];
+      return json(res, 200, {
+        object: 'list',
+        model: body.model,
+        data: inputs.map((x, index) => {
+          const v = [String(x).length, 0.5, -0.5];
+          // As OpenAI does: base64 of little-endian float32 when asked (the SDK asks by default).
+          const embedding =
+            body.encoding_format === 'base64' ? Buffer.from(new Float32Array(v).buffer).toString('base64') : v;
+          return { object: 'embedding', index, embedding };
+        }),
+        usage: { prompt_tokens: inputs.length, total_tokens: inputs.length },
+      });
+    }
+    const known = req.method === 'POST' && (path.endsWith('/chat/completions') || path.endsWith('/completions'));
+    if (!known) {
+      return json(res, 404, {
+        error: {
+          message: `fake: no route ${req.method} ${path}`,
+          type: 'invalid_request_error',
+          param: null,
+          code: 'unknown_url',
+        },
+      });
+    }
     const fault = faults.shift();
     if (fault && 'status' in fault) {
       return json(

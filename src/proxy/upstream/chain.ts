@@ -1,6 +1,7 @@
 import type { JsonObject } from '../../plugins/types.js';
+import { HttpError } from '../errors.js';
 import { UpstreamError } from './errors.js';
-import type { CallOptions, Upstream } from './types.js';
+import type { CallOptions, RelayRequest, Upstream } from './types.js';
 
 /**
  * A primary upstream and its fallbacks behind the Upstream interface. The next upstream is tried only for failures
@@ -41,5 +42,11 @@ export class UpstreamChain implements Upstream {
   }
   listModels(opts: CallOptions) {
     return this.first((u) => u.listModels(opts));
+  }
+  relay(req: RelayRequest, opts: CallOptions) {
+    return this.first((u) => {
+      if (!u.relay) throw new HttpError(404, `Upstream '${u.name}' serves only completions.`, { code: 'unknown_url' });
+      return u.relay(req, opts);
+    });
   }
 }

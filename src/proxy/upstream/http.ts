@@ -5,7 +5,7 @@ import { type LinkedAbort, linkedAbort } from './abort.js';
 import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
 import { SseParser } from './sseReader.js';
 import { plainHeaders, send } from './transport.js';
-import type { CallOptions, Upstream } from './types.js';
+import type { CallOptions, RelayRequest, RelayResponse, Upstream } from './types.js';
 
 export interface HttpUpstreamOptions {
   name: string;
@@ -25,6 +25,16 @@ export interface HttpUpstreamOptions {
 export interface UpstreamObserver {
   error(upstream: string, kind: string): void;
   retry(upstream: string): void;
+}
+
+/** A non-2xx answer as the SDK's APIError for its status, as the SDK itself would raise it. */
+async function throwStatusError(res: Response): Promise<never> {
+  const text = await res.text().catch(() => '');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {}
+  throw APIError.generate(res.status, parsed as object | undefined, parsed ? undefined : text, res.headers);
 }
 
 const FINISHED = /"finish_reason"\s*:\s*"/;
@@ -139,15 +149,36 @@ export class HttpUpstream implements Upstream {
       if (link.signal.aborted) throw err;
       throw new APIConnectionError({ message: 'Connection error.', cause: err as Error });
     }
-    if (!res.ok) {
-      const text = await res.text().catch(() => '');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {}
-      throw APIError.generate(res.status, parsed as object | undefined, parsed ? undefined : text, res.headers);
-    }
+    if (!res.ok) await throwStatusError(res);
     return res;
+  }
+
+  /**
+   * Any other endpoint, body and answer passed through unchanged; the SDK still supplies auth and its headers, and
+   * failures before an answer are retried like any call. An upstream error answer comes back as the SDK's APIError.
+   */
+  async relay(req: RelayRequest, opts: CallOptions): Promise<RelayResponse> {
+    const { headers } = await this.template('get', '/models');
+    const h: Record<string, string> = { ...headers, 'x-request-id': opts.requestId };
+    if (req.contentType) h['content-type'] = req.contentType;
+    if (this.opts.passthroughAuth && opts.clientAuthorization) h.authorization = opts.clientAuthorization;
+    const url = `${this.client.baseURL.replace(/\/+$/, '')}${req.path}`;
+    const res = await this.attempt(opts, async (link) => {
+      let r: Response;
+      try {
+        r = await send(url, { method: req.method, headers: h, body: req.body, signal: link.signal });
+      } catch (err) {
+        if (link.signal.aborted) throw err;
+        throw new APIConnectionError({ message: 'Connection error.', cause: err as Error });
+      }
+      if (!r.ok) await throwStatusError(r);
+      return r;
+    });
+    return {
+      status: res.status,
+      contentType: res.headers.get('content-type'),
+      body: res.body as unknown as AsyncIterable<Uint8Array>,
+    };
   }
 
   private json(path: string, body: JsonObject, opts: CallOptions): Promise<JsonObject> {
@@ -169,10 +200,11 @@ export class HttpUpstream implements Upstream {
       true,
     );
     // attempt() resolved, so link is set; it now times the gaps between chunks.
-    return this.relay(response.body as unknown as AsyncIterable<Uint8Array>, link as LinkedAbort, opts.signal);
+    return this.events(response.body as unknown as AsyncIterable<Uint8Array>, link as LinkedAbort, opts.signal);
   }
 
-  private async *relay(
+  /** The chunks of an SSE body, with the idle deadline re-armed on every read. */
+  private async *events(
     body: AsyncIterable<Uint8Array>,
     link: LinkedAbort,
     client: AbortSignal,

@@ -7,6 +7,21 @@ export interface CallOptions {
   clientAuthorization?: string;
 }
 
+/** Any other OpenAI endpoint (embeddings, files, moderations, ...), relayed as it is. */
+export interface RelayRequest {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Path below the API base, with its query: `/embeddings`, `/files/abc?x=1`. */
+  path: string;
+  contentType?: string;
+  body?: Buffer;
+}
+
+export interface RelayResponse {
+  status: number;
+  contentType: string | null;
+  body: AsyncIterable<Uint8Array>;
+}
+
 /**
  * The large model behind Tandem. Two kinds implement it: HTTP (any OpenAI-compatible server, through the openai SDK)
  * and local (a family model in process). Streams yield OpenAI chunk objects.
@@ -18,5 +33,7 @@ export interface Upstream {
   completion(body: JsonObject, opts: CallOptions): Promise<JsonObject>;
   completionStream(body: JsonObject, opts: CallOptions): Promise<AsyncIterable<JsonObject>>;
   listModels(opts: CallOptions): Promise<JsonObject[]>;
+  /** Relays an endpoint Tandem does not interpret; absent for upstreams that only generate (local models). */
+  relay?(req: RelayRequest, opts: CallOptions): Promise<RelayResponse>;
   close?(): Promise<void>;
 }
