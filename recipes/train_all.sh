@@ -11,7 +11,7 @@ PY=${PY:-/usr/bin/python3}
 LARGE_STEPS=${LARGE_STEPS:-1500}
 SMALL_STEPS=${SMALL_STEPS:-1500}
 LARGE_SFT_STEPS=${LARGE_SFT_STEPS:-2500}
-SMALL_SFT_STEPS=${SMALL_SFT_STEPS:-1000}
+SMALL_SFT_STEPS=${SMALL_SFT_STEPS:-2500}
 BUILD=${TANDEM_BUILD:-build}
 mkdir -p "$BUILD/logs"
 if [ "${SKIP_DEPS:-0}" != "1" ] && ! $PY -c "import torch, onnx, regex" 2>/dev/null; then bash install-deps.sh; fi
