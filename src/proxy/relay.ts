@@ -2,6 +2,7 @@ import type { Request, Response } from 'express';
 import { HttpError, toHttpError } from './errors.js';
 import type { RequestLocals } from './generate.js';
 import type { ServerDeps } from './server.js';
+import { drained } from './sse.js';
 import { ClientGoneError } from './upstream/errors.js';
 import type { RelayRequest } from './upstream/types.js';
 
@@ -70,7 +71,7 @@ export function relayHandler(deps: ServerDeps) {
       if (out.contentType) res.setHeader('content-type', out.contentType);
       for await (const chunk of out.body) {
         if (res.destroyed) break;
-        if (!res.write(chunk)) await new Promise((r) => res.once('drain', r));
+        if (!res.write(chunk)) await drained(res);
       }
       res.end();
     } catch (err) {

@@ -176,7 +176,8 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
 
   // The two hot endpoints first, each with its own middleware, so a request walks as few router layers as possible.
   const auth = proxyAuth(resolveKeys(config.auth.keys, env), sendError);
-  const body = jsonBody(parseSize(config.server.bodyLimit));
+  const bodyLimit = parseSize(config.server.bodyLimit);
+  const body = jsonBody(bodyLimit);
   app.post('/v1/chat/completions', auth, body, generationHandler('chat', deps));
   app.post('/v1/completions', auth, body, generationHandler('completions', deps));
   app.get('/v1/models', auth, async (_req, res) => {
@@ -189,7 +190,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
     res.set('content-type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
-  app.all('/v1/*rest', auth, rawBody(parseSize(config.server.bodyLimit)), relayHandler(deps));
+  app.all('/v1/*rest', auth, rawBody(bodyLimit), relayHandler(deps));
 
   app.use((req: Request, res: Response) => {
     sendError(res, new HttpError(404, `Unknown request URL: ${req.method} ${req.path}`, { code: 'unknown_url' }));

@@ -2,6 +2,19 @@ import type { Response } from 'express';
 import type { OpenAIErrorBody } from './errors.js';
 import { toJson } from './rawJson.js';
 
+/** Resolves when a response's socket buffer has room again, or the client has gone (so nobody waits forever). */
+export function drained(res: Response): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 /**
  * Server-sent events in the framing the OpenAI SDK parses: `data: <json>\n\n`, ending with `data: [DONE]`.
  * Events produced in the same turn of the event loop (one network read upstream) leave in one write: a socket write
@@ -54,15 +67,8 @@ export class SseWriter {
     this.pending = '';
     if (!text || this.closed) return;
     if (!this.res.write(text)) {
-      this.blocked = new Promise<void>((resolve) => {
-        const done = () => {
-          this.res.off('drain', done);
-          this.res.off('close', done);
-          this.blocked = undefined;
-          resolve();
-        };
-        this.res.on('drain', done);
-        this.res.on('close', done);
+      this.blocked = drained(this.res).then(() => {
+        this.blocked = undefined;
       });
     }
   };

@@ -4,7 +4,7 @@ import { rawJson } from '../rawJson.js';
 import { type LinkedAbort, linkedAbort } from './abort.js';
 import { ClientGoneError, classifyUpstreamError, UpstreamError } from './errors.js';
 import { SseParser } from './sseReader.js';
-import { plainHeaders, send } from './transport.js';
+import { plainHeaders, send, type TransportRequest } from './transport.js';
 import type { CallOptions, RelayRequest, RelayResponse, Upstream } from './types.js';
 
 export interface HttpUpstreamOptions {
@@ -126,7 +126,7 @@ export class HttpUpstream implements Upstream {
     return t;
   }
 
-  /** One HTTP exchange; a non-2xx answer becomes the SDK's APIError for its status, as the SDK itself would raise. */
+  /** One JSON call to the API: the SDK-built request for its method and path, with this call's body. */
   private async send(
     method: 'get' | 'post',
     path: string,
@@ -135,16 +135,28 @@ export class HttpUpstream implements Upstream {
     link: LinkedAbort,
   ): Promise<Response> {
     const { url, headers } = await this.template(method, path);
+    const json = body === undefined ? undefined : JSON.stringify(body);
+    return this.exchange(url, headers, { method: method === 'get' ? 'GET' : 'POST', body: json }, opts, link);
+  }
+
+  /**
+   * One HTTP exchange, shared by every call: this request's own headers on top of the SDK-built ones; a network
+   * failure becomes the SDK's APIConnectionError and a non-2xx answer its APIError for the status, as the SDK itself
+   * would raise them.
+   */
+  private async exchange(
+    url: string,
+    headers: Record<string, string>,
+    req: { method: TransportRequest['method']; body?: string | Buffer; contentType?: string },
+    opts: CallOptions,
+    link: LinkedAbort,
+  ): Promise<Response> {
     const h: Record<string, string> = { ...headers, 'x-request-id': opts.requestId };
+    if (req.contentType) h['content-type'] = req.contentType;
     if (this.opts.passthroughAuth && opts.clientAuthorization) h.authorization = opts.clientAuthorization;
     let res: Response;
     try {
-      res = await send(url, {
-        method: method === 'get' ? 'GET' : 'POST',
-        headers: h,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: link.signal,
-      });
+      res = await send(url, { method: req.method, headers: h, body: req.body, signal: link.signal });
     } catch (err) {
       if (link.signal.aborted) throw err;
       throw new APIConnectionError({ message: 'Connection error.', cause: err as Error });
@@ -154,26 +166,13 @@ export class HttpUpstream implements Upstream {
   }
 
   /**
-   * Any other endpoint, body and answer passed through unchanged; the SDK still supplies auth and its headers, and
-   * failures before an answer are retried like any call. An upstream error answer comes back as the SDK's APIError.
+   * Any other endpoint, body and answer passed through unchanged; the SDK still supplies auth and its headers (the
+   * same for every path), and failures before an answer are retried like any call.
    */
   async relay(req: RelayRequest, opts: CallOptions): Promise<RelayResponse> {
     const { headers } = await this.template('get', '/models');
-    const h: Record<string, string> = { ...headers, 'x-request-id': opts.requestId };
-    if (req.contentType) h['content-type'] = req.contentType;
-    if (this.opts.passthroughAuth && opts.clientAuthorization) h.authorization = opts.clientAuthorization;
     const url = `${this.client.baseURL.replace(/\/+$/, '')}${req.path}`;
-    const res = await this.attempt(opts, async (link) => {
-      let r: Response;
-      try {
-        r = await send(url, { method: req.method, headers: h, body: req.body, signal: link.signal });
-      } catch (err) {
-        if (link.signal.aborted) throw err;
-        throw new APIConnectionError({ message: 'Connection error.', cause: err as Error });
-      }
-      if (!r.ok) await throwStatusError(r);
-      return r;
-    });
+    const res = await this.attempt(opts, (link) => this.exchange(url, headers, req, opts, link));
     return {
       status: res.status,
       contentType: res.headers.get('content-type'),
