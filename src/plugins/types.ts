@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Upstream } from '../proxy/upstream/types.js';
+import type { ModelRegistry } from '../slm/registry.js';
 
 export type JsonObject = Record<string, unknown>;
 export type Verdict = 'pass' | 'flag' | 'block';
@@ -55,7 +56,10 @@ export interface StreamEvent {
   text: string;
 }
 
-export type DecodeResult = { kind: 'json'; body: JsonObject } | { kind: 'stream'; chunks: AsyncIterable<JsonObject> };
+/** `annotations` (read once the answer is complete) join the response's `tandem` field, e.g. `tandem.eft`. */
+export type DecodeResult =
+  | { kind: 'json'; body: JsonObject; annotations?: () => JsonObject }
+  | { kind: 'stream'; chunks: AsyncIterable<JsonObject>; annotations?: () => JsonObject };
 
 export interface DecodeArgs extends HookArgs {
   body: JsonObject;
@@ -90,6 +94,10 @@ export interface PluginEnv {
   logger: Logger;
   /** Directory that relative paths in the plugin's config resolve against (the config file's folder). */
   baseDir: string;
+  /** Local models by name (the same registry the local upstreams use); absent outside a server (offline eval). */
+  models?: ModelRegistry;
+  /** The route the plugin instance serves; absent outside a server. */
+  route?: { model: string; upstream: Upstream; upstreamModel?: string };
 }
 
 export interface PluginDefinition<C = unknown> {

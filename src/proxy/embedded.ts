@@ -5,13 +5,22 @@ import { BUILTIN_MODELS_DIR } from '../slm/registry.js';
 /** The model `npm start` serves as `tandem-chat` when nothing else is configured. */
 export const EMBEDDED_CHAT_MODEL = 'tandem-large-chat';
 
+/** `tandem-eft`: tandem-large-base up-scaled by what fine-tuning taught the small model (small chat minus small base). */
+const EMBEDDED_EFT = { large: 'tandem-large-base', expert: 'tandem-small-chat', base: 'tandem-small-base' };
+
+interface EmbeddedRoute {
+  model: string;
+  upstream: string;
+  plugins?: { use: string; config: Record<string, unknown> }[];
+}
+
 /**
  * With no upstream and no routes configured, Tandem serves its own models in process: `tandem-chat` (the
  * chat-capable family model) plus every shipped causal LM under its own name. So `npm start` works offline.
  */
 export function embeddedDefault(modelsDir = BUILTIN_MODELS_DIR): {
   upstreams: Record<string, { url: string }>;
-  routes: { model: string; upstream: string }[];
+  routes: EmbeddedRoute[];
 } {
   const names = existsSync(modelsDir)
     ? readdirSync(modelsDir).filter(
@@ -19,7 +28,7 @@ export function embeddedDefault(modelsDir = BUILTIN_MODELS_DIR): {
       )
     : [];
   const upstreams: Record<string, { url: string }> = {};
-  const routes: { model: string; upstream: string }[] = [];
+  const routes: EmbeddedRoute[] = [];
   if (names.includes(EMBEDDED_CHAT_MODEL)) {
     upstreams['tandem-chat'] = { url: `local:${EMBEDDED_CHAT_MODEL}` };
     routes.push({ model: 'tandem-chat', upstream: 'tandem-chat' });
@@ -27,6 +36,15 @@ export function embeddedDefault(modelsDir = BUILTIN_MODELS_DIR): {
   for (const n of names) {
     upstreams[n] = { url: `local:${n}` };
     routes.push({ model: n, upstream: n });
+  }
+  if (Object.values(EMBEDDED_EFT).every((n) => names.includes(n))) {
+    routes.push({
+      model: 'tandem-eft',
+      upstream: EMBEDDED_EFT.large,
+      plugins: [
+        { use: 'eft', config: { experts: [{ model: EMBEDDED_EFT.expert }], base: EMBEDDED_EFT.base, beta: 1 } },
+      ],
+    });
   }
   return { upstreams, routes };
 }

@@ -151,16 +151,20 @@ async function jsonAnswer(
 ): Promise<void> {
   const locals = res.locals as RequestLocals;
   const useCache = deps.cache !== undefined && route.cache && ResponseCache.cacheable(body);
-  const key = useCache ? deps.cache?.key(route.id, ctx.endpoint, body) : undefined;
+  // Per-request plugin options (e.g. `tandem.eft.beta`) change the answer, so they are part of the key.
+  const keyed = Object.keys(ctx.options).length ? { ...body, tandem: ctx.options } : body;
+  const key = useCache ? deps.cache?.key(route.id, ctx.endpoint, keyed) : undefined;
   let response = key ? deps.cache?.get(key) : undefined;
   if (key) {
     locals.cache = response ? 'hit' : 'miss';
     deps.metrics.cache.inc({ result: locals.cache });
     res.setHeader('x-tandem-cache', locals.cache);
   }
+  let annotations: JsonObject = {};
   if (!response) {
     const out = await decode(route, ctx, body, call);
     if (out.kind !== 'json') throw new HttpError(500, 'The decoding plugin streamed a non-streaming request.');
+    annotations = out.annotations?.() ?? {};
     const respRun = await route.pipeline.onResponse(ctx, body, out.body, call.signal);
     checks.push(...respRun.reports);
     if (respRun.blocked.length) throw blockedError(respRun.blocked);
@@ -173,7 +177,7 @@ async function jsonAnswer(
   locals.verdict = worstVerdict(checks);
   if (checks.length) res.setHeader('x-tandem-checks', checksHeader(checks));
   if (strict) return sendJson(res, 200, response);
-  const tandem: JsonObject = { request_id: ctx.requestId, checks };
+  const tandem: JsonObject = { request_id: ctx.requestId, checks, ...annotations };
   if (key) tandem.cache = locals.cache;
   sendJson(res, 200, response, { tandem });
 }
@@ -231,7 +235,7 @@ async function streamAnswer(
       created: last?.created ?? Math.floor(Date.now() / 1000),
       model: last?.model ?? ctx.model,
       choices: [],
-      tandem: { request_id: ctx.requestId, checks },
+      tandem: { request_id: ctx.requestId, checks, ...out.annotations?.() },
     });
   }
   sse.done();

@@ -84,20 +84,27 @@ async function buildRoutes(
   plugins: ReadonlyMap<string, PluginDefinition>,
   metrics: Metrics,
   logger: Logger,
+  models: ModelRegistry,
 ): Promise<ResolvedRoute[]> {
   const routes: ResolvedRoute[] = [];
   for (const r of loaded.config.routes) {
     const instances: PluginInstance[] = [];
+    const chain = [r.upstream, ...r.fallback].map((n) => upstreams.get(n) as Upstream);
+    const upstream = chain.length === 1 ? (chain[0] as Upstream) : new UpstreamChain(chain);
     for (const ref of r.plugins) {
       const def = plugins.get(ref.use);
       if (!def) throw new Error(`unknown plugin '${ref.use}'`);
-      const hooks = await def.create(ref.config, { logger: logger.child({ plugin: def.id }), baseDir: loaded.baseDir });
+      const hooks = await def.create(ref.config, {
+        logger: logger.child({ plugin: def.id }),
+        baseDir: loaded.baseDir,
+        models,
+        route: { model: r.model, upstream, upstreamModel: r.upstreamModel },
+      });
       instances.push({ id: def.id, failMode: ref.failMode ?? def.defaultFailMode, timeoutMs: ref.timeoutMs, hooks });
     }
-    const chain = [r.upstream, ...r.fallback].map((n) => upstreams.get(n) as Upstream);
     routes.push({
       id: r.model,
-      upstream: chain.length === 1 ? (chain[0] as Upstream) : new UpstreamChain(chain),
+      upstream,
       upstreamModel: r.upstreamModel,
       pipeline: new Pipeline(instances, metrics),
       cache: r.cache,
@@ -119,7 +126,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
   if (opts.warm !== false) {
     await Promise.all([...upstreams.values()].map((u) => (u instanceof LocalUpstream ? u.warm() : undefined)));
   }
-  const routes = await buildRoutes(loaded, upstreams, plugins, metrics, logger);
+  const routes = await buildRoutes(loaded, upstreams, plugins, metrics, logger, registry);
   const router = new Router(routes);
   const cache = config.cache.enabled ? new ResponseCache(config.cache) : undefined;
   const strict = config.server.strictOpenAI;

@@ -1,4 +1,5 @@
 import type { JsonObject } from '../../plugins/types.js';
+import type { CausalLM } from '../../slm/causalLM.js';
 import { HttpError } from '../errors.js';
 import { UpstreamError } from './errors.js';
 import type { CallOptions, RelayRequest, Upstream } from './types.js';
@@ -13,7 +14,12 @@ export class UpstreamChain implements Upstream {
   constructor(private readonly members: Upstream[]) {
     if (members.length === 0) throw new Error('an upstream chain needs at least one upstream');
     this.name = members[0]?.name ?? '';
+    const primary = members[0];
+    // Full logits come from the primary only: a fallback could be another model, which EFT must not mix in silently.
+    if (primary?.causalLM) this.causalLM = () => (primary.causalLM as () => Promise<CausalLM>)();
   }
+
+  causalLM?: () => Promise<CausalLM>;
 
   private async first<T>(call: (u: Upstream) => Promise<T>): Promise<T> {
     let last: unknown;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { contentText } from '../../plugins/text.js';
 import type { JsonObject } from '../../plugins/types.js';
-import { ContextLengthError } from '../../slm/causalLM.js';
+import { type CausalLM, ContextLengthError } from '../../slm/causalLM.js';
 import {
   AbortedError,
   type GeneratedToken,
@@ -80,6 +80,10 @@ export class LocalUpstream implements Upstream {
   /** Loads and warms the model now rather than on the first request. */
   async warm(): Promise<void> {
     await this.registry.causalLM(this.model);
+  }
+
+  async causalLM(): Promise<CausalLM> {
+    return (await this.load()).lm;
   }
 
   private async load(): Promise<LoadedCausal> {

@@ -1,4 +1,5 @@
 import type { JsonObject } from '../../plugins/types.js';
+import type { CausalLM } from '../../slm/causalLM.js';
 
 export interface CallOptions {
   signal: AbortSignal;
@@ -35,5 +36,7 @@ export interface Upstream {
   listModels(opts: CallOptions): Promise<JsonObject[]>;
   /** Relays an endpoint Tandem does not interpret; absent for upstreams that only generate (local models). */
   relay?(req: RelayRequest, opts: CallOptions): Promise<RelayResponse>;
+  /** The model itself, for plugins that need full logits (EFT); only upstreams running a model in process have it. */
+  causalLM?(): Promise<CausalLM>;
   close?(): Promise<void>;
 }

@@ -1,0 +1,198 @@
+import { Detokenizer } from '../slm/detokenizer.js';
+import { rng } from '../slm/sampling.js';
+import { StopMatcher } from '../slm/stop.js';
+import type { TextTokenizer } from '../slm/tokenizer.js';
+import { eftLogprobs } from './combine.js';
+import { draw, type WarpParams, warp } from './distribution.js';
+import type { LargeDist, LargeModel } from './large.js';
+import type { Track } from './track.js';
+
+export interface EftExpert {
+  track: Track;
+  weight: number;
+}
+
+export interface EftModels {
+  large: LargeModel;
+  /** Fine-tuned small models (each seeing the chat template); the first drafts in speculative mode. */
+  experts: EftExpert[];
+  /** The small base model (seeing the raw prompt). */
+  base: Track;
+  tokenizer: TextTokenizer;
+  eos: ReadonlySet<number>;
+}
+
+export interface EftParams extends WarpParams {
+  beta: number;
+  maxTokens: number;
+  stop: string[];
+  seed: number;
+  /** Draft tokens per speculative round (0 = token by token). */
+  gamma: number;
+}
+
+export interface EftStats {
+  beta: number;
+  mode: 'token' | 'speculative';
+  large_kind: string;
+  upstream_calls: number;
+  drafted_tokens: number;
+  accepted_tokens: number;
+  /** Share of the large model's probability mass its returned support held: mean and minimum over the steps. */
+  covered_mass_mean: number;
+  covered_mass_min: number;
+}
+
+export interface EftResult {
+  ids: number[];
+  text: string;
+  finishReason: 'stop' | 'length';
+  stats: EftStats;
+}
+
+/**
+ * Emulated fine-tuning (Mitchell et al. 2023) / proxy-tuning (Liu et al. 2024): each token is drawn from
+ * softmax(log p_large + beta * sum_j w_j (log p_ft_j - log p_base)) after temperature, top-k and top-p. In
+ * speculative mode the first fine-tuned model drafts `gamma` tokens, the large model scores them in one call, and
+ * speculative-sampling acceptance (Leviathan et al. 2023; Chen et al. 2023) keeps the output distribution exactly
+ * that of token-by-token decoding.
+ */
+export class EftDecoder {
+  private readonly random: () => number;
+  private covered = { sum: 0, n: 0, min: 1 };
+  private drafted = 0;
+  private accepted = 0;
+
+  constructor(
+    private readonly m: EftModels,
+    private readonly p: EftParams,
+  ) {
+    this.random = rng(p.seed);
+  }
+
+  /** The EFT distribution the next token is drawn from, after `generated`, with the large model's row given. */
+  private async target(large: LargeDist, generated: readonly number[]): Promise<Float64Array> {
+    const [base, ...experts] = await Promise.all([
+      this.m.base.next(generated),
+      ...this.m.experts.map((e) => e.track.next(generated)),
+    ]);
+    this.covered.sum += large.covered;
+    this.covered.n++;
+    this.covered.min = Math.min(this.covered.min, large.covered);
+    const lp = eftLogprobs(
+      large.logprobs,
+      experts.map((row, j) => ({ logprobs: row as Float32Array, weight: (this.m.experts[j] as EftExpert).weight })),
+      base as Float32Array,
+      this.p.beta,
+    );
+    return warp(lp, this.p);
+  }
+
+  private async tokenStep(generated: number[]): Promise<number[]> {
+    const [large] = await Promise.all([
+      this.m.large.next(generated),
+      this.m.base.next(generated),
+      ...this.m.experts.map((e) => e.track.next(generated)),
+    ]);
+    return [draw(await this.target(large, generated), this.random)];
+  }
+
+  private async speculativeStep(generated: number[], gamma: number): Promise<number[]> {
+    const drafter = this.m.experts[0] as EftExpert;
+    const draft: number[] = [];
+    const q: Float64Array[] = [];
+    for (let i = 0; i < gamma; i++) {
+      const qi = warp(await drafter.track.next([...generated, ...draft]), this.p);
+      const d = draw(qi, this.random);
+      draft.push(d);
+      q.push(qi);
+      if (this.m.eos.has(d)) break;
+    }
+    this.drafted += draft.length;
+    const all = [...generated, ...draft];
+    const [large] = await Promise.all([
+      this.m.large.block(generated, draft),
+      this.m.base.rowsFor(all),
+      ...this.m.experts.map((e) => e.track.rowsFor(all)),
+    ]);
+    const out: number[] = [];
+    for (let i = 0; i < draft.length; i++) {
+      // An upstream that stopped scoring blocks returns fewer rows: what was checked so far still stands.
+      if (i >= large.length) return out;
+      const p = await this.target(large[i] as LargeDist, all.slice(0, generated.length + i));
+      if (!this.acceptOrCorrect(p, q[i] as Float64Array, draft[i] as number, out)) return out;
+    }
+    // Every draft kept: one more token from the target after the whole block.
+    const last = large[draft.length];
+    if (last) out.push(draw(await this.target(last, all), this.random));
+    return out;
+  }
+
+  /** Speculative sampling's test: keeps x with probability min(1, p(x)/q(x)), else draws from max(0, p - q). */
+  private acceptOrCorrect(p: Float64Array, q: Float64Array, x: number, out: number[]): boolean {
+    const px = p[x] as number;
+    const qx = q[x] as number;
+    if (px >= qx || this.random() < px / qx) {
+      out.push(x);
+      this.accepted++;
+      return true;
+    }
+    const residual = new Float64Array(p.length);
+    let total = 0;
+    for (let t = 0; t < p.length; t++) {
+      const r = Math.max(0, (p[t] as number) - (q[t] as number));
+      residual[t] = r;
+      total += r;
+    }
+    out.push(draw(total > 0 ? residual : p, this.random));
+    return false;
+  }
+
+  async run(signal: AbortSignal, onText?: (delta: string, id: number) => void): Promise<EftResult> {
+    const { tokenizer, eos } = this.m;
+    const ids: number[] = [];
+    const detok = new Detokenizer(tokenizer);
+    const stops = new StopMatcher(this.p.stop);
+    let finishReason: 'stop' | 'length' = 'length';
+    const speculative = this.p.gamma > 0;
+    outer: while (ids.length < this.p.maxTokens) {
+      if (signal.aborted) throw signal.reason ?? new Error('aborted');
+      const room = this.p.maxTokens - ids.length;
+      const next =
+        speculative && this.m.large.scoresBlocks && room > 1
+          ? await this.speculativeStep(ids, Math.min(this.p.gamma, room - 1))
+          : await this.tokenStep(ids);
+      for (const id of next) {
+        if (eos.has(id)) {
+          finishReason = 'stop';
+          break outer;
+        }
+        ids.push(id);
+        const { delta, stopped } = stops.push(detok.push(id));
+        if (delta) onText?.(delta, id);
+        if (stopped) {
+          finishReason = 'stop';
+          break outer;
+        }
+        if (ids.length >= this.p.maxTokens) break outer;
+      }
+    }
+    const rest = stops.flush();
+    if (rest) onText?.(rest, -1);
+    return { ids, text: stops.text, finishReason, stats: this.stats(speculative) };
+  }
+
+  private stats(speculative: boolean): EftStats {
+    const c = this.covered;
+    return {
+      beta: this.p.beta,
+      mode: speculative && this.m.large.scoresBlocks ? 'speculative' : 'token',
+      large_kind: this.m.large.kind,
+      upstream_calls: this.m.large.calls,
+      drafted_tokens: this.drafted,
+      accepted_tokens: this.accepted,
+      covered_mass_mean: c.n ? c.sum / c.n : 1,
+      covered_mass_min: c.n ? c.min : 1,
+    };
+  }
+}

@@ -1,0 +1,318 @@
+import { randomInt, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
+import { EftDecoder, type EftParams, type EftResult } from '../../eft/decoder.js';
+import { ChatLarge, CompletionsLarge, type LargeModel, LocalLarge } from '../../eft/large.js';
+import { TokenIndex, tokenizerFingerprint } from '../../eft/tokens.js';
+import { Track } from '../../eft/track.js';
+import { HttpError } from '../../proxy/errors.js';
+import { Channel } from '../../proxy/upstream/channel.js';
+import type { CallOptions, Upstream } from '../../proxy/upstream/types.js';
+import type { CausalLM } from '../../slm/causalLM.js';
+import type { ModelRegistry } from '../../slm/registry.js';
+import type { ChatMessageInput } from '../../slm/tokenizer.js';
+import { contentText } from '../text.js';
+import type { DecodeArgs, DecodeResult, JsonObject, PluginDefinition, PluginEnv } from '../types.js';
+import { type EftConfig, EftConfigSchema, EftRequestOptionsSchema } from './schema.js';
+
+const now = () => Math.floor(Date.now() / 1000);
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+
+async function loadSmall(models: ModelRegistry, name: string, role: string): Promise<CausalLM> {
+  try {
+    return (await models.causalLM(name)).lm;
+  } catch (err) {
+    throw new Error(`eft: ${role} model '${name}' cannot be loaded: ${(err as Error).message}`);
+  }
+}
+
+function readTokenizer(models: ModelRegistry, nameOrPath: string, baseDir: string): object {
+  let dir: string;
+  try {
+    dir = models.spec(nameOrPath).path;
+  } catch {
+    dir = isAbsolute(nameOrPath) ? nameOrPath : resolve(baseDir, nameOrPath);
+  }
+  const file = join(dir, 'tokenizer.json');
+  if (!existsSync(file)) throw new Error(`eft: large.tokenizer '${nameOrPath}': no tokenizer.json in ${dir}`);
+  return JSON.parse(readFileSync(file, 'utf8')) as object;
+}
+
+/** The text a base model sees for a chat: the messages' contents, without any template (as in proxy-tuning). */
+function rawChatText(messages: ChatMessageInput[]): string {
+  return `${messages
+    .map((m) => m.content)
+    .filter((c) => c.length > 0)
+    .join('\n\n')}\n`;
+}
+
+interface Setup {
+  large: CausalLM | undefined;
+  kind: 'local' | 'completions' | 'chat';
+  experts: { lm: CausalLM; weight: number }[];
+  base: CausalLM;
+  index: TokenIndex;
+  vocab: number;
+  contextLength: number;
+}
+
+async function setup(cfg: EftConfig, env: PluginEnv): Promise<Setup> {
+  const { models, route } = env;
+  if (!models || !route) throw new Error('eft: runs only on a route of a Tandem server');
+  const experts = await Promise.all(
+    cfg.experts.map(async (e) => ({ lm: await loadSmall(models, e.model, 'expert'), weight: e.weight })),
+  );
+  const base = await loadSmall(models, cfg.base, 'base');
+  const kind = cfg.large.kind === 'auto' ? (route.upstream.causalLM ? 'local' : 'completions') : cfg.large.kind;
+  if (kind === 'local' && !route.upstream.causalLM)
+    throw new Error(
+      `eft: large.kind 'local' needs a local: upstream; route '${route.model}' has '${route.upstream.name}'`,
+    );
+  const large = kind === 'local' ? await (route.upstream.causalLM as () => Promise<CausalLM>)() : undefined;
+  let largeTokenizer: object;
+  let largeName: string;
+  if (large) {
+    largeTokenizer = large.folder.tokenizerJson;
+    largeName = `upstream '${route.upstream.name}'`;
+  } else {
+    if (!cfg.large.tokenizer)
+      throw new Error(
+        `eft: route '${route.model}' has a remote large model, so large.tokenizer must name the model folder (or a folder with its tokenizer.json) it tokenizes with; EFT combines token distributions, which needs one shared tokenizer`,
+      );
+    largeTokenizer = readTokenizer(models, cfg.large.tokenizer, env.baseDir);
+    largeName = `large.tokenizer '${cfg.large.tokenizer}'`;
+  }
+  const want = tokenizerFingerprint(largeTokenizer);
+  const smalls: [string, CausalLM][] = [
+    ...cfg.experts.map((e, i): [string, CausalLM] => [`expert '${e.model}'`, (experts[i] as { lm: CausalLM }).lm]),
+    [`base '${cfg.base}'`, base],
+  ];
+  for (const [name, lm] of smalls) {
+    const got = tokenizerFingerprint(lm.folder.tokenizerJson);
+    if (got !== want)
+      throw new Error(
+        `eft: tokenizer mismatch on route '${route.model}': ${name} (tokenizer ${got}) differs from ${largeName} (tokenizer ${want}); EFT adds per-token log-probabilities, so all models must share one tokenizer`,
+      );
+  }
+  const vocab = base.tokenizer.vocabSize;
+  const sizes = [base, ...experts.map((e) => e.lm), ...(large ? [large] : [])].map(
+    (lm) => lm.folder.config.vocab_size ?? lm.tokenizer.vocabSize,
+  );
+  if (new Set(sizes).size !== 1)
+    throw new Error(`eft: models on route '${route.model}' differ in vocab_size (${sizes.join(', ')})`);
+  const contextLength = Math.min(
+    ...[base, ...experts.map((e) => e.lm), ...(large ? [large] : [])].map((lm) => lm.contextLength),
+  );
+  return { large, kind, experts, base, index: new TokenIndex(base.tokenizer), vocab: sizes[0] ?? vocab, contextLength };
+}
+
+function requestOptions(options: JsonObject): { beta?: number; gamma?: number } {
+  const raw = options.eft;
+  if (raw === undefined) return {};
+  const res = EftRequestOptionsSchema.safeParse(raw);
+  if (res.success) return res.data;
+  const issue = res.error.issues[0];
+  const path = ['tandem', 'eft', ...(issue?.path ?? []).map(String)].join('.');
+  throw new HttpError(400, `Invalid ${path}: ${issue?.message ?? 'invalid'}`, {
+    param: path,
+    code: 'invalid_eft_option',
+  });
+}
+
+function unsupported(body: JsonObject): void {
+  if ((num(body.n) ?? 1) !== 1) throw new HttpError(400, 'EFT routes generate one choice (n = 1).', { param: 'n' });
+  if (body.logprobs === true || num(body.logprobs) !== undefined)
+    throw new HttpError(400, 'EFT routes do not return logprobs.', { param: 'logprobs' });
+  if (Array.isArray(body.tools) && body.tools.length > 0)
+    throw new HttpError(400, 'EFT routes do not call tools.', { param: 'tools' });
+}
+
+function stopList(v: unknown): string[] {
+  if (typeof v === 'string') return v ? [v] : [];
+  return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
+}
+
+/** Emulated fine-tuning / proxy-tuning as a route's decoder. */
+export const eftPlugin: PluginDefinition<EftConfig> = {
+  id: 'eft',
+  description: 'Emulated fine-tuning: the large model steered by a small fine-tuned model minus its base',
+  configSchema: EftConfigSchema,
+  defaultFailMode: 'closed',
+  async create(cfg, env) {
+    const s = await setup(cfg, env);
+    const route = env.route as NonNullable<PluginEnv['route']>;
+
+    const decodeOnce = (args: DecodeArgs) => {
+      const { ctx, body, upstream, signal } = args;
+      unsupported(body);
+      const opts = requestOptions(ctx.options);
+      const chat = ctx.endpoint === 'chat';
+      const tok = s.base.tokenizer;
+      let messages: ChatMessageInput[];
+      let raw: number[];
+      if (chat) {
+        messages = (body.messages as JsonObject[]).map((m) => ({
+          role: String(m.role),
+          content: contentText(m.content),
+        }));
+        raw = tok.encode(rawChatText(messages));
+      } else {
+        const prompt = body.prompt;
+        if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((x) => typeof x === 'number')) raw = prompt;
+        else if (typeof prompt === 'string') raw = tok.encode(prompt);
+        else if (Array.isArray(prompt) && prompt.length === 1 && typeof prompt[0] === 'string')
+          raw = tok.encode(prompt[0]);
+        else throw new HttpError(400, 'EFT routes take one prompt.', { param: 'prompt' });
+        if (raw.some((id) => id >= s.vocab || id < 0))
+          throw new HttpError(400, `A token id is outside the vocabulary (size ${s.vocab}).`, {
+            param: 'prompt',
+            code: 'invalid_token_id',
+          });
+        messages = [{ role: 'user', content: tok.decode(raw) }];
+      }
+      const expertPrompts = s.experts.map((e) =>
+        chat ? e.lm.tokenizer.encode(e.lm.tokenizer.applyChatTemplate(messages, true)) : raw,
+      );
+      const longest = Math.max(raw.length, ...expertPrompts.map((p) => p.length));
+      const param = chat ? 'messages' : 'prompt';
+      if (raw.length === 0)
+        throw new HttpError(400, 'The prompt is empty after tokenization.', { param, code: 'empty_prompt' });
+      if (longest + 1 > s.contextLength)
+        throw new HttpError(
+          400,
+          `This EFT route's maximum context length is ${s.contextLength} tokens; the prompt has ${longest} tokens and leaves no room to generate.`,
+          { param, code: 'context_length_exceeded' },
+        );
+      const asked = num(body.max_completion_tokens) ?? num(body.max_tokens);
+      const room = s.contextLength - longest;
+      if (asked !== undefined && asked > room)
+        throw new HttpError(
+          400,
+          `This EFT route's maximum context length is ${s.contextLength} tokens; ${longest} in the prompt plus max_tokens ${asked} exceed it.`,
+          { param: 'max_tokens', code: 'context_length_exceeded' },
+        );
+      const call: CallOptions = { signal, requestId: ctx.requestId };
+      const remote = {
+        upstream: upstream as Upstream,
+        model: String(body.model),
+        k: cfg.large.topLogprobs,
+        index: s.index,
+        vocab: s.vocab,
+        call,
+        extra: cfg.large.extra,
+      };
+      const large: LargeModel =
+        s.kind === 'local'
+          ? new LocalLarge(s.large as CausalLM, raw)
+          : s.kind === 'completions'
+            ? new CompletionsLarge(remote, raw)
+            : new ChatLarge({ ...remote, tokenizer: tok, lookahead: cfg.large.lookahead }, messages);
+      const eos = new Set([...s.experts.flatMap((e) => [...e.lm.eos]), ...s.base.eos]);
+      const params: EftParams = {
+        beta: opts.beta ?? cfg.beta,
+        gamma: opts.gamma ?? cfg.gamma,
+        temperature: num(body.temperature) ?? 1,
+        topP: num(body.top_p) ?? 1,
+        topK: num(body.top_k) ?? 0,
+        seed: num(body.seed) ?? randomInt(2 ** 31),
+        stop: stopList(body.stop),
+        maxTokens: asked ?? Math.min(cfg.defaultMaxTokens, room),
+      };
+      const decoder = new EftDecoder(
+        {
+          large,
+          experts: s.experts.map((e, i) => ({
+            track: new Track(e.lm, expertPrompts[i] as number[]),
+            weight: e.weight,
+          })),
+          base: new Track(s.base, raw),
+          tokenizer: tok,
+          eos,
+        },
+        params,
+      );
+      return {
+        decoder,
+        promptTokens: raw.length,
+        chat,
+        includeUsage: (body.stream_options as JsonObject | undefined)?.include_usage === true,
+      };
+    };
+
+    return {
+      async decode(args: DecodeArgs): Promise<DecodeResult> {
+        const { decoder, promptTokens, chat, includeUsage } = decodeOnce(args);
+        const model = args.ctx.model;
+        const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
+        const created = now();
+        const usage = (r: EftResult) => ({
+          prompt_tokens: promptTokens,
+          completion_tokens: r.ids.length,
+          total_tokens: promptTokens + r.ids.length,
+        });
+        let result: EftResult | undefined;
+        const annotations = () => ({ eft: result ? { ...result.stats, generated_tokens: result.ids.length } : null });
+        if (!args.ctx.stream) {
+          result = await decoder.run(args.signal);
+          const r = result;
+          const choice = chat
+            ? {
+                index: 0,
+                message: { role: 'assistant', content: r.text, refusal: null },
+                logprobs: null,
+                finish_reason: r.finishReason,
+              }
+            : { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
+          return {
+            kind: 'json',
+            body: {
+              id,
+              object: chat ? 'chat.completion' : 'text_completion',
+              created,
+              model,
+              system_fingerprint: `tandem-eft-${route.model}`,
+              choices: [choice],
+              usage: usage(r),
+            },
+            annotations,
+          };
+        }
+        const base = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model };
+        const out = new Channel<JsonObject>();
+        const chunk = (delta: string, finish: string | null) => ({
+          ...base,
+          choices: [
+            chat
+              ? { index: 0, delta: finish ? {} : { content: delta }, logprobs: null, finish_reason: finish }
+              : { index: 0, text: delta, logprobs: null, finish_reason: finish },
+          ],
+        });
+        // The stream opens only once the first token is out, so a failure at the first step (an upstream without
+        // logprobs, say) still reaches the client as a plain HTTP error rather than an error event.
+        let opened: () => void = () => {};
+        const first = new Promise<void>((r) => (opened = r));
+        if (chat)
+          out.push({
+            ...base,
+            choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+          });
+        const done = decoder.run(args.signal, (delta) => {
+          out.push(chunk(delta, null));
+          opened();
+        });
+        done.then(
+          (r) => {
+            result = r;
+            out.push(chunk('', r.finishReason));
+            if (includeUsage) out.push({ ...base, choices: [], usage: usage(r) });
+            out.end();
+            opened();
+          },
+          (err: Error) => out.fail(err),
+        );
+        await Promise.race([first, done]);
+        return { kind: 'stream', chunks: out, annotations };
+      },
+    };
+  },
+};
