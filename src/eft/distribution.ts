@@ -1,4 +1,4 @@
-import { argmax } from '../slm/sampling.js';
+import { argmax, topK } from '../slm/sampling.js';
 
 export interface WarpParams {
   /** 0 = greedy (all mass on the highest score). */
@@ -30,35 +30,36 @@ export function warp(scores: ArrayLike<number>, p: WarpParams): Float64Array {
     total += v;
   }
   if (p.topK > 0 && p.topK < V) {
-    const order = sortedIds(out);
-    for (let r = p.topK; r < V; r++) out[order[r] as number] = 0;
+    const keep = topK(out, p.topK);
+    out.fill(0);
     total = 0;
-    for (let r = 0; r < p.topK; r++) total += out[order[r] as number] as number;
+    for (const c of keep) {
+      out[c.id] = c.value;
+      total += c.value;
+    }
   }
   if (p.topP < 1) {
-    const order = sortedIds(out);
+    // Only tokens still in play are sorted (after top-k, a handful).
+    const live: number[] = [];
+    for (let i = 0; i < V; i++) if ((out[i] as number) > 0) live.push(i);
+    live.sort((a, b) => (out[b] as number) - (out[a] as number));
     let acc = 0;
-    let r = 0;
-    for (; r < V; r++) {
-      acc += (out[order[r] as number] as number) / total;
-      if (acc >= p.topP) break;
-    }
     let kept = 0;
-    for (let j = 0; j < V; j++) {
-      const id = order[j] as number;
-      if (j > r) out[id] = 0;
-      else kept += out[id] as number;
+    let cut = false;
+    for (const id of live) {
+      if (cut) {
+        out[id] = 0;
+        continue;
+      }
+      const v = out[id] as number;
+      kept += v;
+      acc += v / total;
+      if (acc >= p.topP) cut = true;
     }
     total = kept;
   }
   for (let i = 0; i < V; i++) out[i] = (out[i] as number) / total;
   return out;
-}
-
-function sortedIds(w: Float64Array): Uint32Array {
-  const ids = new Uint32Array(w.length);
-  for (let i = 0; i < ids.length; i++) ids[i] = i;
-  return ids.sort((a, b) => (w[b] as number) - (w[a] as number));
 }
 
 /** One draw from explicit probabilities (they need not sum to exactly 1). */

@@ -100,7 +100,7 @@ export class CompletionsLarge implements LargeModel {
     private readonly prompt: number[],
   ) {}
 
-  private async request(ids: number[], echo: boolean): Promise<{ top: unknown[]; tokens: unknown[]; lps: unknown[] }> {
+  private async request(ids: number[], echo: boolean): Promise<{ top: unknown[] }> {
     this.calls++;
     const body: JsonObject = {
       ...this.o.extra,
@@ -116,25 +116,18 @@ export class CompletionsLarge implements LargeModel {
     const lp = isObject(choice) ? choice.logprobs : undefined;
     if (!isObject(lp) || !Array.isArray(lp.top_logprobs))
       throw new NoLogprobsError(this.o.upstream.name, 'no logprobs');
-    return {
-      top: lp.top_logprobs,
-      tokens: Array.isArray(lp.tokens) ? lp.tokens : [],
-      lps: Array.isArray(lp.token_logprobs) ? lp.token_logprobs : [],
-    };
+    return { top: lp.top_logprobs };
   }
 
-  private entryAt(r: { top: unknown[]; tokens: unknown[]; lps: unknown[] }, i: number): LargeDist | undefined {
+  private entryAt(r: { top: unknown[] }, i: number): LargeDist | undefined {
     const top = r.top[i];
     if (!isObject(top)) return undefined;
-    const entries: [number | undefined, number][] = Object.entries(top).map(([t, lp]) => [
-      this.o.index.id(t),
-      Number(lp),
-    ]);
-    // The sampled token belongs to the support even when a server leaves it out of top_logprobs.
-    const tok = r.tokens[i];
-    const lp = r.lps[i];
-    if (typeof tok === 'string' && typeof lp === 'number') entries.push([this.o.index.id(tok), lp]);
-    return dense(this.o.vocab, entries);
+    // The support is the top-k only, never the echoed token as well: a drafted token outside the top-k would otherwise
+    // join the support in speculative mode but not token by token, and the two would sample differently.
+    return dense(
+      this.o.vocab,
+      Object.entries(top).map(([t, lp]): [number | undefined, number] => [this.o.index.id(t), Number(lp)]),
+    );
   }
 
   async next(generated: readonly number[]): Promise<LargeDist> {

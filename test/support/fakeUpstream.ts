@@ -61,6 +61,64 @@ export interface FakeOptions {
   chunkDelayMs?: number;
   /** Fixed reply instead of the echo. */
   reply?: string;
+  /**
+   * Completions with a token-id prompt and `logprobs: k` answer as a synthetic language model would, with tokens
+   * spelled `token_id:N` (vLLM's `return_tokens_as_token_ids`): see `fakeTopLogprobs`. `refuseEcho` answers echo
+   * with logprobs by a 400, as OpenAI's newer models do.
+   */
+  tokenModel?: { vocab: number; refuseEcho?: boolean };
+}
+
+/** The synthetic model's top-k after a prefix of ids: k ids spread over the vocabulary, decreasing log-probabilities. */
+export function fakeTopLogprobs(prefix: number[], k: number, vocab: number): { id: number; logprob: number }[] {
+  let h = 17;
+  for (const id of prefix) h = (Math.imul(h, 31) + id + 1) >>> 0;
+  return Array.from({ length: k }, (_, j) => ({ id: (h + 97 * j) % vocab, logprob: -0.5 - 0.7 * j }));
+}
+
+function tokenModelAnswer(body: Record<string, unknown>, m: NonNullable<FakeOptions['tokenModel']>) {
+  const prompt = body.prompt as number[];
+  const k = body.logprobs as number;
+  const echo = body.echo === true;
+  if (echo && m.refuseEcho)
+    return {
+      status: 400,
+      body: {
+        error: {
+          message: 'echo is not supported with logprobs',
+          type: 'invalid_request_error',
+          param: 'echo',
+          code: null,
+        },
+      },
+    };
+  const top = (prefix: number[]) =>
+    Object.fromEntries(fakeTopLogprobs(prefix, k, m.vocab).map((c) => [`token_id:${c.id}`, c.logprob]));
+  const next = fakeTopLogprobs(prompt, 1, m.vocab)[0] as { id: number; logprob: number };
+  const positions = echo ? prompt.map((_, i) => prompt.slice(0, i)) : [];
+  return {
+    status: 200,
+    body: {
+      id: 'fake-tokens',
+      object: 'text_completion',
+      created: 1700000000,
+      model: String(body.model),
+      choices: [
+        {
+          index: 0,
+          text: '',
+          finish_reason: 'length',
+          logprobs: {
+            tokens: [...(echo ? prompt : []), next.id].map((id) => `token_id:${id}`),
+            token_logprobs: [...positions.map((p, i) => (i === 0 ? null : -1 - (p.length % 3))), next.logprob],
+            top_logprobs: [...positions.map((p, i) => (i === 0 ? null : top(p))), top(prompt)],
+            text_offset: [],
+          },
+        },
+      ],
+      usage: { prompt_tokens: prompt.length, completion_tokens: 1, total_tokens: prompt.length + 1 },
+    },
+  };
 }
 
 export async function startFakeUpstream(opts: FakeOptions = {}): Promise<FakeUpstream> {
@@ -133,6 +191,10 @@ export async function startFakeUpstream(opts: FakeOptions = {}): Promise<FakeUps
     }
 
     const chat = path.endsWith('/chat/completions');
+    if (!chat && opts.tokenModel && Array.isArray(body.prompt) && typeof body.logprobs === 'number') {
+      const answer = tokenModelAnswer(body, opts.tokenModel);
+      return json(res, answer.status, answer.body);
+    }
     const id = `fake-${++seq}`;
     const model = String(body.model ?? 'fake-model');
     const text = opts.reply ?? `echo: ${lastUserText(body)}`;

@@ -123,7 +123,13 @@ export class LocalUpstream implements Upstream {
       role: String(x.role),
       content: contentText(x.content),
     }));
-    return m.lm.tokenizer.encode(m.lm.tokenizer.applyChatTemplate(messages, true));
+    const tok = m.lm.tokenizer;
+    // vLLM's `continue_final_message`: the answer goes on from a final assistant message (assistant prefill).
+    const last = messages[messages.length - 1];
+    if (body.continue_final_message === true && last?.role === 'assistant') {
+      return tok.encode(tok.applyChatTemplate(messages.slice(0, -1), true) + last.content);
+    }
+    return tok.encode(tok.applyChatTemplate(messages, true));
   }
 
   private encodePrompts(m: LoadedCausal, prompt: unknown): number[][] {
