@@ -153,6 +153,58 @@ describe('EFT through the proxy (local large model, full logits)', () => {
     },
   );
 
+  test("behaviour mixing: a weighted sum of two experts' deltas, as computed from the models", async () => {
+    const mix = await startTandem(
+      {
+        upstreams: { l: { url: 'local:tandem-large-base' } },
+        routes: [
+          {
+            model: 'mix',
+            upstream: 'l',
+            plugins: [
+              {
+                use: 'eft',
+                config: {
+                  experts: [
+                    { model: 'tandem-small-chat', weight: 0.7 },
+                    { model: 'tandem-large-chat', weight: 0.3 },
+                  ],
+                  base: 'tandem-small-base',
+                  beta: 1.5,
+                },
+              },
+            ],
+          },
+        ],
+      },
+      { registry },
+    );
+    try {
+      const oracle = (await registry.causalLM('tandem-large-chat')).lm;
+      const { raw, chat } = prompts();
+      const out: number[] = [];
+      for (let i = 0; i < 16; i++) {
+        const [L, F, O, B] = await Promise.all([
+          large.nextTokenLogprobs([...raw, ...out]),
+          ft.nextTokenLogprobs([...chat, ...out]),
+          oracle.nextTokenLogprobs([...chat, ...out]),
+          base.nextTokenLogprobs([...raw, ...out]),
+        ]);
+        const score = (v: number) =>
+          (L[v] as number) +
+          1.5 * (0.7 * ((F[v] as number) - (B[v] as number)) + 0.3 * ((O[v] as number) - (B[v] as number)));
+        let best = 0;
+        for (let v = 1; v < L.length; v++) if (score(v) > score(best)) best = v;
+        if (EOS.has(best)) break;
+        out.push(best);
+      }
+      const r = await mix.client.chat.completions.create({ model: 'mix', messages, temperature: 0, max_tokens: 16 });
+      expect(r.choices[0]?.message.content).toBe(ft.tokenizer.decode(out));
+    } finally {
+      await mix.close();
+    }
+  });
+
   test('beta 0 gives exactly the large model alone', async () => {
     const prompt = 'The meaning of the word apple is';
     const alone = await t.client.completions.create({ model: 'large', prompt, temperature: 0, max_tokens: 24 });
