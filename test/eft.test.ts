@@ -27,7 +27,9 @@ let base: CausalLM;
 
 const expert = { experts: [{ model: 'tandem-small-chat' }], base: 'tandem-small-base' };
 const eft = (extra: Record<string, unknown> = {}) => [{ use: 'eft', config: { ...expert, ...extra } }];
-const remoteLarge = (kind: string) => ({ large: { kind, tokenizer: 'tandem-large-base', topLogprobs: 20 } });
+const remoteLarge = (kind: string, outside = 'exclude') => ({
+  large: { kind, tokenizer: 'tandem-large-base', topLogprobs: 20, outside },
+});
 
 beforeAll(async () => {
   fake = await startFakeUpstream();
@@ -55,6 +57,12 @@ beforeAll(async () => {
           upstream: 'remote',
           upstreamModel: 'tandem-large-base',
           plugins: eft(remoteLarge('completions')),
+        },
+        {
+          model: 'eft-completions-base',
+          upstream: 'remote',
+          upstreamModel: 'tandem-large-base',
+          plugins: eft(remoteLarge('completions', 'base')),
         },
         {
           model: 'eft-chat',
@@ -309,6 +317,38 @@ describe('EFT against remote large models (real HTTP)', () => {
       expect(info.covered_mass_mean).toBeLessThanOrEqual(1);
       if (gamma) expect(info.upstream_calls).toBeLessThan(info.generated_tokens as number);
       else expect(info.upstream_calls).toBe(info.generated_tokens === 16 ? 16 : (info.generated_tokens as number) + 1);
+    }
+  });
+
+  test('outside: base fills the tokens beyond the top-k from the small base, so the answer can end', async () => {
+    const { raw, chat } = prompts();
+    // The large model's top-20, the rest of its mass shared in the small base's proportions.
+    const filled = async (ids: number[]) => {
+      const [L, B] = await Promise.all([large.nextTokenLogprobs(ids), base.nextTokenLogprobs(ids)]);
+      const top = new Set(topK(L, 20).map((c) => c.id));
+      const row = new Float32Array(L.length);
+      let covered = 0;
+      let rest = 0;
+      for (let v = 0; v < L.length; v++) {
+        if (top.has(v)) covered += Math.exp(L[v] as number);
+        else rest += Math.exp(B[v] as number);
+      }
+      for (let v = 0; v < L.length; v++)
+        row[v] = top.has(v) ? (L[v] as number) : Math.log(1 - covered) + (B[v] as number) - Math.log(rest);
+      return row;
+    };
+    const refIds = await referenceGreedy(raw, chat, 40, 1, 0, raw, filled);
+    expect(refIds.length).toBeLessThan(40);
+    for (const gamma of [0, 6]) {
+      const r = await t.client.chat.completions.create({
+        model: 'eft-completions-base',
+        messages,
+        temperature: 0,
+        max_tokens: 40,
+        ...extra({ eft: { gamma } }),
+      });
+      expect(r.choices[0]?.message.content).toBe(ft.tokenizer.decode(refIds));
+      expect(r.choices[0]?.finish_reason).toBe('stop');
     }
   });
 

@@ -1,5 +1,5 @@
 import { Detokenizer } from '../slm/detokenizer.js';
-import { rng } from '../slm/sampling.js';
+import { rng, topK } from '../slm/sampling.js';
 import { StopMatcher } from '../slm/stop.js';
 import type { TextTokenizer } from '../slm/tokenizer.js';
 import { eftLogprobs } from './combine.js';
@@ -14,7 +14,7 @@ export interface EftExpert {
 
 export interface EftModels {
   large: LargeModel;
-  /** Fine-tuned small models (each seeing the chat template); the first drafts in speculative mode. */
+  /** Fine-tuned small models (each seeing the chat template); with the base, they draft in speculative mode. */
   experts: EftExpert[];
   /** The small base model (seeing the raw prompt). */
   base: Track;
@@ -51,6 +51,20 @@ export interface EftResult {
 }
 
 /**
+ * The large model's top-k with the rest of the vocabulary filled in: the mass the top-k left, in the small base's
+ * proportions over the tokens the top-k did not name.
+ */
+export function fillFromBase(large: LargeDist, base: Float32Array): Float32Array {
+  const out = Float32Array.from(large.logprobs);
+  let rest = 0;
+  for (let i = 0; i < out.length; i++) if (out[i] === Number.NEGATIVE_INFINITY) rest += Math.exp(base[i] as number);
+  if (rest <= 0) return out;
+  const shift = Math.log(Math.max(1 - large.covered, 1e-9)) - Math.log(rest);
+  for (let i = 0; i < out.length; i++) if (out[i] === Number.NEGATIVE_INFINITY) out[i] = (base[i] as number) + shift;
+  return out;
+}
+
+/**
  * Emulated fine-tuning (Mitchell et al. 2023) / proxy-tuning (Liu et al. 2024): each token is drawn from
  * softmax(log p_large + beta * sum_j w_j (log p_ft_j - log p_base)) after temperature, top-k and top-p. In
  * speculative mode the first fine-tuned model drafts `gamma` tokens, the large model scores them in one call, and
@@ -80,7 +94,7 @@ export class EftDecoder {
     this.covered.n++;
     this.covered.min = Math.min(this.covered.min, large.covered);
     const lp = eftLogprobs(
-      large.logprobs,
+      this.m.large.outside === 'base' ? fillFromBase(large, base as Float32Array) : large.logprobs,
       experts.map((row, j) => ({ logprobs: row as Float32Array, weight: (this.m.experts[j] as EftExpert).weight })),
       base as Float32Array,
       this.p.beta,
@@ -97,12 +111,37 @@ export class EftDecoder {
     return [draw(await this.target(large, generated), this.random)];
   }
 
+  /**
+   * The drafter's distribution: EFT with the small base standing in for the large model (with beta 1 and one expert,
+   * simply the expert), restricted like the large model's support to the base's top-k when the large model only
+   * returns its top-k. The closer q is to the EFT target, the more drafts are kept; the output stays exact for any q.
+   */
+  private async draftDistribution(prefix: readonly number[]): Promise<Float64Array> {
+    const [base, ...experts] = await Promise.all([
+      this.m.base.next(prefix),
+      ...this.m.experts.map((e) => e.track.next(prefix)),
+    ]);
+    const k = this.m.large.supportK;
+    let stand: ArrayLike<number> = base as Float32Array;
+    if (k !== undefined) {
+      const row = new Float32Array((base as Float32Array).length).fill(Number.NEGATIVE_INFINITY);
+      for (const c of topK(base as Float32Array, k)) row[c.id] = c.value;
+      stand = row;
+    }
+    const lp = eftLogprobs(
+      stand,
+      experts.map((row, j) => ({ logprobs: row as Float32Array, weight: (this.m.experts[j] as EftExpert).weight })),
+      base as Float32Array,
+      this.p.beta,
+    );
+    return warp(lp, this.p);
+  }
+
   private async speculativeStep(generated: number[], gamma: number): Promise<number[]> {
-    const drafter = this.m.experts[0] as EftExpert;
     const draft: number[] = [];
     const q: Float64Array[] = [];
     for (let i = 0; i < gamma; i++) {
-      const qi = warp(await drafter.track.next([...generated, ...draft]), this.p);
+      const qi = await this.draftDistribution([...generated, ...draft]);
       const d = draw(qi, this.random);
       draft.push(d);
       q.push(qi);
@@ -122,9 +161,10 @@ export class EftDecoder {
       const p = await this.target(large[i] as LargeDist, all.slice(0, generated.length + i));
       if (!this.acceptOrCorrect(p, q[i] as Float64Array, draft[i] as number, out)) return out;
     }
-    // Every draft kept: one more token from the target after the whole block.
+    // Every draft kept: one more token from the target after the whole block (none after an end of sequence).
     const last = large[draft.length];
-    if (last) out.push(draw(await this.target(last, all), this.random));
+    if (last && !this.m.eos.has(draft[draft.length - 1] as number))
+      out.push(draw(await this.target(last, all), this.random));
     return out;
   }
 

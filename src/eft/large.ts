@@ -9,6 +9,13 @@ import { Track } from './track.js';
 
 export type LargeKind = 'local' | 'completions' | 'chat';
 
+/**
+ * Tokens outside a remote model's top-k: `exclude` combines on the top-k support only (EFT over an API as
+ * proxy-tuning does it); `base` gives them the mass the top-k left over, shared in the small base model's
+ * proportions, i.e. the large model is assumed to agree with the small base where it did not say.
+ */
+export type OutsideSupport = 'exclude' | 'base';
+
 /** The large model's next-token log-probabilities: the whole vocabulary, or its top-k with -Infinity elsewhere. */
 export interface LargeDist {
   logprobs: ArrayLike<number>;
@@ -23,6 +30,10 @@ export interface LargeModel {
   readonly scoresBlocks: boolean;
   /** Upstream calls (local: forward passes) so far. */
   readonly calls: number;
+  /** k when EFT combines on the large model's top-k support only; undefined with full logits or `outside: base`. */
+  readonly supportK?: number;
+  /** Set when only the top-k is known and the rest is filled in from the small base. */
+  readonly outside?: OutsideSupport;
   next(generated: readonly number[]): Promise<LargeDist>;
   /** Distributions after generated + draft[0..i) for i = 0..draft.length (draft.length + 1 of them). */
   block(generated: readonly number[], draft: readonly number[]): Promise<LargeDist[]>;
@@ -71,6 +82,8 @@ interface RemoteOptions {
   call: CallOptions;
   /** Extra fields for every upstream request (e.g. vLLM's `return_tokens_as_token_ids`). */
   extra: JsonObject;
+  /** What tokens outside the returned top-k get (see EftModels.outside). */
+  outside: OutsideSupport;
 }
 
 function dense(vocab: number, entries: Iterable<[number | undefined, number]>): LargeDist {
@@ -94,13 +107,23 @@ export class CompletionsLarge implements LargeModel {
   readonly kind = 'completions';
   scoresBlocks = true;
   calls = 0;
+  get supportK(): number | undefined {
+    return this.o.outside === 'exclude' ? this.o.k : undefined;
+  }
+  get outside(): OutsideSupport {
+    return this.o.outside;
+  }
 
   constructor(
     private readonly o: RemoteOptions,
     private readonly prompt: number[],
   ) {}
 
-  private async request(ids: number[], echo: boolean): Promise<{ top: unknown[] }> {
+  private async request(
+    ids: number[],
+    echo: boolean,
+    ignoreEos = false,
+  ): Promise<{ top: unknown[]; stopped: boolean }> {
     this.calls++;
     const body: JsonObject = {
       ...this.o.extra,
@@ -110,13 +133,14 @@ export class CompletionsLarge implements LargeModel {
       temperature: 0,
       logprobs: this.o.k,
       echo,
+      ...(ignoreEos ? { ignore_eos: true } : {}),
     };
     const res = await this.o.upstream.completion(body, this.o.call);
     const choice = Array.isArray(res.choices) ? res.choices[0] : undefined;
     const lp = isObject(choice) ? choice.logprobs : undefined;
     if (!isObject(lp) || !Array.isArray(lp.top_logprobs))
       throw new NoLogprobsError(this.o.upstream.name, 'no logprobs');
-    return { top: lp.top_logprobs };
+    return { top: lp.top_logprobs, stopped: isObject(choice) && choice.finish_reason === 'stop' };
   }
 
   private entryAt(r: { top: unknown[] }, i: number): LargeDist | undefined {
@@ -131,8 +155,12 @@ export class CompletionsLarge implements LargeModel {
   }
 
   async next(generated: readonly number[]): Promise<LargeDist> {
-    const r = await this.request([...this.prompt, ...generated], false);
-    const d = this.entryAt(r, 0);
+    const ids = [...this.prompt, ...generated];
+    const r = await this.request(ids, false);
+    let d = this.entryAt(r, 0);
+    // A server stopping at its end-of-sequence token returns no token and so no logprobs for it (as OpenAI does):
+    // ask again past it (`ignore_eos`, understood by vLLM and Tandem).
+    if (!d && r.stopped) d = this.entryAt(await this.request(ids, false, true), 0);
     if (!d) throw new NoLogprobsError(this.o.upstream.name, 'no top_logprobs for the next token');
     return d;
   }
@@ -158,7 +186,8 @@ export class CompletionsLarge implements LargeModel {
       if (!d) break;
       out.push(d);
     }
-    if (out.length === draft.length + 1) return out;
+    // The row after the block is missing when the server stopped there at its end of sequence: the drafts still stand.
+    if (out.length >= draft.length) return out;
     // Echo came back without the prompt's logprobs: fall back for good, and use what there is.
     this.scoresBlocks = false;
     return out.length ? out.slice(0, 1) : [await this.next(generated)];
@@ -175,6 +204,12 @@ export class ChatLarge implements LargeModel {
   readonly kind = 'chat';
   readonly scoresBlocks = false;
   calls = 0;
+  get supportK(): number | undefined {
+    return this.o.outside === 'exclude' ? this.o.k : undefined;
+  }
+  get outside(): OutsideSupport {
+    return this.o.outside;
+  }
   private path: { start: number[]; tokens: (number | undefined)[]; dists: LargeDist[] } | undefined;
 
   constructor(

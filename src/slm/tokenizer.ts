@@ -43,6 +43,7 @@ export class TextTokenizer {
   /** Ids of added special tokens, never shown in decoded text. */
   readonly specialIds: ReadonlySet<number>;
   private readonly byteLevel: boolean;
+  private readonly texts: (string | undefined)[] = [];
 
   constructor(folder: ModelFolder) {
     const cfg = folder.tokenizerConfig;
@@ -83,7 +84,12 @@ export class TextTokenizer {
 
   /** The text of one token (as the model sees it, after byte-level decoding). */
   tokenText(id: number): string {
-    return this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    // Logprobs answers spell out up to 20 alternatives per position, so this is hot: each id is decoded once.
+    const known = this.texts[id];
+    if (known !== undefined) return known;
+    const text = this.tok.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    if (id >= 0 && id < this.vocabSize) this.texts[id] = text;
+    return text;
   }
 
   /**

@@ -200,6 +200,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         vocab: s.vocab,
         call,
         extra: cfg.large.extra,
+        outside: cfg.large.outside,
       };
       const large: LargeModel =
         s.kind === 'local'

@@ -29,12 +29,19 @@ export const EftConfigSchema = z.strictObject({
        * shared-tokenizer check happens at start-up rather than as garbage output.
        */
       tokenizer: z.string().min(1).optional(),
+      /**
+       * Tokens outside a remote model's top-k. `base` (default): they share the mass the top-k left over in the
+       * small base model's proportions, so the small models' delta can still choose them; a base model seldom ranks
+       * the end of an answer in its top-k, and without this answers run on to max_tokens. `exclude`: EFT combines on
+       * the top-k support only.
+       */
+      outside: z.enum(['exclude', 'base']).default('base'),
       /** Chat upstreams: tokens the large model runs ahead per call. */
       lookahead: z.number().int().min(1).max(64).default(16),
       /** Extra fields sent with every upstream call, e.g. `{return_tokens_as_token_ids: true}` for vLLM. */
       extra: z.record(z.string(), z.unknown()).default({}),
     })
-    .default({ kind: 'auto', topLogprobs: 20, lookahead: 16, extra: {} }),
+    .default({ kind: 'auto', topLogprobs: 20, outside: 'base', lookahead: 16, extra: {} }),
   /** Tokens the first expert drafts per speculative round; 0 decodes token by token. */
   gamma: Gamma.default(4),
   /** max_tokens when the request gives none. */
