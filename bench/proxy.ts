@@ -9,6 +9,7 @@
  * --modes json,stream, --no-build, --profile (Tandem under --cpu-prof; prints a summary, writes no report),
  * --enforce-goals (exit 1 when a goal is missed).
  */
+
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -18,6 +19,7 @@ import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import { type Child, freePort, startChild, waitForHttp } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { textTable } from './lib/textTable.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Generated files (patched Portkey start file, CPU profiles); outside the repo so linters and git never see them. */
@@ -500,13 +502,7 @@ function table(rows: Row[]): string {
     `${r.errors + r.timeouts}/${r.non2xx}${r.mismatches ? ` (+${r.mismatches} bad bodies)` : ''}`,
     r.flagged ? 'FLAGGED' : '',
   ]);
-  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] as string).length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i >= 2 && i <= 6 ? c.padStart(w[i] as number) : c.padEnd(w[i] as number)))
-      .join('  ')
-      .trimEnd();
-  return [line(head), line(w.map((n) => '-'.repeat(n))), ...body.map(line)].join('\n');
+  return textTable(head, body, (i) => i >= 2 && i <= 6);
 }
 
 function mdTable(rows: Row[]): string {

@@ -18,6 +18,11 @@ const suites: Record<string, { describe: string; load: () => Promise<BenchSuite>
       'local models: Tandem runtime vs transformers.js (prefill, decode, greedy parity), batching, bandwidth bound',
     load: () => import('./slm.js'),
   },
+  eft: {
+    describe:
+      'EFT decoding: tokens/s and upstream calls per token, token-by-token vs speculative, local and remote large',
+    load: () => import('./eft.js'),
+  },
 };
 
 function usage(): string {

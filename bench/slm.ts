@@ -18,6 +18,7 @@
  * --profile (V8 profile of Tandem's decode loop, first model only; writes reports/bench-slm-profile.txt, no report),
  * --write (write the reports even for a non-default model list), --enforce-goals (exit 1 when a goal is missed).
  */
+
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -36,6 +37,7 @@ import type {
   Runtime,
   RuntimeResult,
 } from './lib/slmWorker.js';
+import { textTable } from './lib/textTable.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const WORKER = join(ROOT, 'bench', 'lib', 'slmWorker.ts');
@@ -660,13 +662,7 @@ function table(summaries: Summary[]): string {
         fmt(r.rssLoadDeltaMb, 0),
       ]);
     }
-  const w = head.map((h, i) => Math.max(h.length, ...rows.map((b) => (b[i] as string).length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i >= 2 ? c.padStart(w[i] as number) : c.padEnd(w[i] as number)))
-      .join('  ')
-      .trimEnd();
-  return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
+  return textTable(head, rows, (i) => i >= 2);
 }
 
 function mdTables(summaries: Summary[]): string {

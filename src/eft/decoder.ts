@@ -117,21 +117,34 @@ export class EftDecoder {
    * returns its top-k. The closer q is to the EFT target, the more drafts are kept; the output stays exact for any q.
    */
   private async draftDistribution(prefix: readonly number[]): Promise<Float64Array> {
-    const [base, ...experts] = await Promise.all([
-      this.m.base.next(prefix),
-      ...this.m.experts.map((e) => e.track.next(prefix)),
-    ]);
     const k = this.m.large.supportK;
-    let stand: ArrayLike<number> = base as Float32Array;
+    const weights = this.m.experts.map((e) => e.weight);
+    // With full logits and beta * sum(w) = 1 the base cancels out (beta 1, one expert: q is the expert itself), so
+    // the base model is not run for drafts.
+    const baseCancels = k === undefined && Math.abs(this.p.beta * weights.reduce((a, b) => a + b, 0) - 1) < 1e-9;
+    const [base, ...experts] = (await Promise.all([
+      baseCancels ? undefined : this.m.base.next(prefix),
+      ...this.m.experts.map((e) => e.track.next(prefix)),
+    ])) as [Float32Array | undefined, ...Float32Array[]];
+    if (!base) {
+      const V = (experts[0] as Float32Array).length;
+      const lp = new Float64Array(V);
+      for (const [j, row] of experts.entries()) {
+        const w = this.p.beta * (weights[j] as number);
+        for (let t = 0; t < V; t++) lp[t] = (lp[t] as number) + w * (row[t] as number);
+      }
+      return warp(lp, this.p);
+    }
+    let stand: ArrayLike<number> = base;
     if (k !== undefined) {
-      const row = new Float32Array((base as Float32Array).length).fill(Number.NEGATIVE_INFINITY);
-      for (const c of topK(base as Float32Array, k)) row[c.id] = c.value;
+      const row = new Float32Array(base.length).fill(Number.NEGATIVE_INFINITY);
+      for (const c of topK(base, k)) row[c.id] = c.value;
       stand = row;
     }
     const lp = eftLogprobs(
       stand,
-      experts.map((row, j) => ({ logprobs: row as Float32Array, weight: (this.m.experts[j] as EftExpert).weight })),
-      base as Float32Array,
+      experts.map((row, j) => ({ logprobs: row, weight: weights[j] as number })),
+      base,
       this.p.beta,
     );
     return warp(lp, this.p);

@@ -2,7 +2,7 @@ import type { CausalLM } from './causalLM.js';
 import { Detokenizer } from './detokenizer.js';
 import { concatRows, type KvCache, resizeLeft, selectRows, truncate } from './kv.js';
 import { promptLookup } from './lookup.js';
-import { logSumExp, rng, type SamplingParams, sample, topK } from './sampling.js';
+import { logSoftmax, logSumExp, rng, type SamplingParams, sample, topK } from './sampling.js';
 import { StopMatcher } from './stop.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
@@ -23,6 +23,11 @@ export interface GenerateOptions extends Partial<SamplingParams> {
    * the k most likely alternatives.
    */
   topLogprobs?: number;
+  /**
+   * Also score the prompt itself, from the prefill pass that runs anyway (vLLM's prompt_logprobs; OpenAI's echo
+   * with logprobs): each prompt token after the first with its log-probability and the k most likely alternatives.
+   */
+  promptLogprobs?: number;
   signal?: AbortSignal;
   /** Called with each piece of text as it becomes final (stop strings are never emitted). */
   onText?: (delta: string, token: GeneratedToken | undefined) => void;
@@ -38,11 +43,18 @@ export interface GeneratedToken {
   top: { id: number; text: string; bytes: number[]; logprob: number }[];
 }
 
+export interface PromptTokenScore {
+  logprob: number;
+  top: { id: number; logprob: number }[];
+}
+
 export interface GenerateResult {
   text: string;
   tokens: GeneratedToken[];
   finishReason: 'stop' | 'length';
   promptTokens: number;
+  /** With `promptLogprobs`: scores of prompt tokens 1..n-1 (the first has no context to be scored in). */
+  promptScores?: PromptTokenScore[];
 }
 
 export class QueueFullError extends Error {
@@ -68,6 +80,7 @@ interface Seq {
   draftLength: number;
   tokens: GeneratedToken[];
   ids: number[];
+  promptScores?: PromptTokenScore[];
   finish?: 'stop' | 'length';
   resolve: (r: GenerateResult) => void;
   reject: (e: Error) => void;
@@ -240,6 +253,8 @@ export class GenerationEngine {
       });
       past = out.present;
       last = end - start;
+      for (const [b, s] of fresh.entries())
+        if (s.opts.promptLogprobs !== undefined) this.scorePrompt(s, out, b, start, end, len);
     }
     if (!out) return;
     for (const [b, s] of fresh.entries()) this.accept(s, row(out, b * last + last - 1));
@@ -256,6 +271,29 @@ export class GenerationEngine {
     }
     this.active.push(...fresh);
     this.finishDone();
+  }
+
+  /** Scores the prompt tokens a prefill chunk predicted (row j predicts the token after position start + j). */
+  private scorePrompt(
+    s: Seq,
+    out: { logits: Float32Array; vocab: number },
+    b: number,
+    start: number,
+    end: number,
+    len: number,
+  ): void {
+    const offset = len - s.prompt.length;
+    const k = s.opts.promptLogprobs ?? 0;
+    s.promptScores ??= [];
+    for (let p = Math.max(start, offset); p < end; p++) {
+      const next = p - offset + 1;
+      if (next >= s.prompt.length) break;
+      const lp = logSoftmax(out.logits, (b * (end - start) + (p - start)) * out.vocab, out.vocab);
+      s.promptScores.push({
+        logprob: lp[s.prompt[next] as number] as number,
+        top: k > 0 ? topK(lp, k).map((c) => ({ id: c.id, logprob: c.value })) : [],
+      });
+    }
   }
 
   /** One decode step for every active sequence. */
@@ -382,7 +420,13 @@ export class GenerationEngine {
       }
       const rest = s.stop.flush();
       if (rest) s.opts.onText?.(rest, undefined);
-      s.resolve({ text: s.stop.text, tokens: s.tokens, finishReason: s.finish, promptTokens: s.prompt.length });
+      s.resolve({
+        text: s.stop.text,
+        tokens: s.tokens,
+        finishReason: s.finish,
+        promptTokens: s.prompt.length,
+        promptScores: s.promptScores,
+      });
     });
     if (keep.length !== this.active.length) this.retain(keep);
   }

@@ -16,7 +16,10 @@ export interface LoadedCausal {
   engine: GenerationEngine;
 }
 
-const DEFAULTS = { threads: 2, maxBatch: 8, queueLimit: 64, promptLookup: 4 };
+const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4 };
+
+/** Graphs smaller than this run on one thread unless configured (see ModelSpecSchema.threads). */
+const SMALL_GRAPH_BYTES = 8 * 1024 * 1024;
 
 export class UnknownModelError extends Error {
   constructor(
@@ -83,11 +86,21 @@ export class ModelRegistry {
     return /ForSequenceClassification$/.test(arch) ? 'classifier' : 'causal';
   }
 
+  private threads(spec: ModelSpec): number {
+    if (spec.threads !== undefined) return spec.threads;
+    try {
+      return statSync(readModelFolder(spec.path, spec.onnxFile).onnxPath).size < SMALL_GRAPH_BYTES ? 1 : 2;
+    } catch {
+      // The load that follows reports what is wrong with the folder.
+      return 2;
+    }
+  }
+
   causalLM(nameOrPath: string): Promise<LoadedCausal> {
     const spec = this.spec(nameOrPath);
     let p = this.causal.get(spec.path);
     if (!p) {
-      p = CausalLM.load(spec.path, { threads: spec.threads, onnxFile: spec.onnxFile }).then((lm) => ({
+      p = CausalLM.load(spec.path, { threads: this.threads(spec), onnxFile: spec.onnxFile }).then((lm) => ({
         lm,
         engine: new GenerationEngine(lm, {
           maxBatch: spec.maxBatch,
@@ -106,7 +119,7 @@ export class ModelRegistry {
     const spec = this.spec(nameOrPath);
     let p = this.classifiers.get(spec.path);
     if (!p) {
-      p = Classifier.load(spec.path, { threads: spec.threads, onnxFile: spec.onnxFile });
+      p = Classifier.load(spec.path, { threads: this.threads(spec), onnxFile: spec.onnxFile });
       p.catch(() => this.classifiers.delete(spec.path));
       this.classifiers.set(spec.path, p);
     }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { EftDecoder, type EftParams, type EftResult } from '../../eft/decoder.js';
 import { ChatLarge, CompletionsLarge, type LargeModel, LocalLarge } from '../../eft/large.js';
+import { rawChatText } from '../../eft/prompt.js';
 import { TokenIndex, tokenizerFingerprint } from '../../eft/tokens.js';
 import { Track } from '../../eft/track.js';
 import { HttpError } from '../../proxy/errors.js';
@@ -36,14 +37,6 @@ function readTokenizer(models: ModelRegistry, nameOrPath: string, baseDir: strin
   const file = join(dir, 'tokenizer.json');
   if (!existsSync(file)) throw new Error(`eft: large.tokenizer '${nameOrPath}': no tokenizer.json in ${dir}`);
   return JSON.parse(readFileSync(file, 'utf8')) as object;
-}
-
-/** The text a base model sees for a chat: the messages' contents, without any template (as in proxy-tuning). */
-function rawChatText(messages: ChatMessageInput[]): string {
-  return `${messages
-    .map((m) => m.content)
-    .filter((c) => c.length > 0)
-    .join('\n\n')}\n`;
 }
 
 interface Setup {

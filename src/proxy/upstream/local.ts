@@ -7,6 +7,7 @@ import {
   type GeneratedToken,
   type GenerateOptions,
   type GenerateResult,
+  type PromptTokenScore,
   QueueFullError,
 } from '../../slm/engine.js';
 import type { LoadedCausal, ModelRegistry } from '../../slm/registry.js';
@@ -313,6 +314,8 @@ export class LocalUpstream implements Upstream {
     this.precheck(m, asked === 0 ? Math.max(1, prompt.length - 1) : prompt.length, 'prompt');
     const opts = this.options(m, body, prompt.length, asked);
     opts.topLogprobs = k;
+    // Echo with logprobs scores the prompt in the prefill pass that runs anyway (one pass, as vLLM does).
+    if (echo && k !== undefined) opts.promptLogprobs = k;
     if (opts.maxTokens === 0 && !echo) {
       throw new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
     }
@@ -324,8 +327,12 @@ export class LocalUpstream implements Upstream {
             text: '',
             result: { text: '', tokens: [], finishReason: 'length' as const, promptTokens: prompt.length },
           }));
-    // Echo with logprobs scores the prompt itself: one forward pass, the first token has no logprob.
-    const echoed = echo && k !== undefined ? await this.scorePrompt(m, prompt, k) : undefined;
+    // Nothing generated (max_tokens 0): the prompt is scored on its own.
+    const scores =
+      echo && k !== undefined
+        ? (generated[0]?.result.promptScores ?? (await m.lm.score(prompt.slice(0, 1), prompt.slice(1), k)))
+        : undefined;
+    const echoed = scores ? this.echoEntries(m, prompt, scores) : undefined;
     return generated.map((c) => {
       const promptText = echo ? tok.decode(prompt) : '';
       let logprobs: JsonObject | null = null;
@@ -359,20 +366,26 @@ export class LocalUpstream implements Upstream {
     });
   }
 
-  private async scorePrompt(m: LoadedCausal, prompt: number[], k: number) {
+  /** The prompt's tokens as logprobs entries; the first token has no logprob. */
+  private echoEntries(
+    m: LoadedCausal,
+    prompt: number[],
+    scores: PromptTokenScore[] | { logprobs: number[]; top: { id: number; logprob: number }[][] },
+  ) {
     const tok = m.lm.tokenizer;
-    const scored = await m.lm.score(prompt.slice(0, 1), prompt.slice(1), k);
-    const first = {
-      token: tok.tokenText(prompt[0] as number),
-      logprob: null as number | null,
-      top: [] as { text: string; logprob: number }[],
-    };
+    const rows = Array.isArray(scores)
+      ? scores
+      : scores.logprobs.map((logprob, i) => ({ logprob, top: scores.top[i] ?? [] }));
     return [
-      first,
+      {
+        token: tok.tokenText(prompt[0] as number),
+        logprob: null as number | null,
+        top: [] as { text: string; logprob: number }[],
+      },
       ...prompt.slice(1).map((id, i) => ({
         token: tok.tokenText(id),
-        logprob: scored.logprobs[i] as number,
-        top: (scored.top[i] ?? []).map((x) => ({ text: tok.tokenText(x.id), logprob: x.logprob })),
+        logprob: rows[i]?.logprob ?? null,
+        top: (rows[i]?.top ?? []).map((x) => ({ text: tok.tokenText(x.id), logprob: x.logprob })),
       })),
     ];
   }
