@@ -95,7 +95,7 @@ export function generationHandler(endpoint: Endpoint, deps: ServerDeps) {
       if (reqRun.blocked.length) throw blockedError(reqRun.blocked);
       const upBody = route.upstreamModel ? { ...reqRun.value, model: route.upstreamModel } : reqRun.value;
       if (ctx.stream) await streamAnswer(route, ctx, upBody, call, checks, sse, locals, strict);
-      else await jsonAnswer(route, ctx, upBody, call, checks, res, strict, deps);
+      else await jsonAnswer(route, ctx, upBody, body, call, checks, res, strict, deps);
     } catch (err) {
       if (err instanceof ClientGoneError || abort.signal.aborted) {
         res.destroy();
@@ -143,6 +143,7 @@ async function jsonAnswer(
   route: ResolvedRoute,
   ctx: RequestContext,
   body: JsonObject,
+  clientBody: JsonObject,
   call: CallOptions,
   checks: CheckReport[],
   res: Response,
@@ -150,9 +151,10 @@ async function jsonAnswer(
   deps: ServerDeps,
 ): Promise<void> {
   const locals = res.locals as RequestLocals;
-  const useCache = deps.cache !== undefined && route.cache && ResponseCache.cacheable(body);
-  // Per-request plugin options (e.g. `tandem.eft.beta`) change the answer, so they are part of the key.
-  const keyed = Object.keys(ctx.options).length ? { ...body, tandem: ctx.options } : body;
+  const useCache = deps.cache !== undefined && route.cache && ResponseCache.cacheable(clientBody);
+  // Keyed on the request as the client sent it, before plugins rewrote it: two requests that differ only in what a
+  // plugin redacted must not share an answer. Per-request plugin options (e.g. `tandem.eft.beta`) join the key.
+  const keyed = Object.keys(ctx.options).length ? { ...clientBody, tandem: ctx.options } : clientBody;
   const key = useCache ? deps.cache?.key(route.id, ctx.endpoint, keyed) : undefined;
   let response = key ? deps.cache?.get(key) : undefined;
   if (key) {

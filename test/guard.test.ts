@@ -1,0 +1,212 @@
+import { APIError } from 'openai';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parseGuardAnswer } from '../src/guard/llamaGuard.js';
+import { StreamWindows } from '../src/guard/window.js';
+import { ModelRegistry } from '../src/slm/registry.js';
+import { type FakeUpstream, startFakeUpstream } from './support/fakeUpstream.js';
+import { post, sseEvents } from './support/raw.js';
+import { type RunningTandem, startTandem } from './support/tandem.js';
+
+/**
+ * The guard's mechanics with a real classifier run by the runtime: tandem-source-classifier stands in for a safety
+ * model, with its `bible` label playing "unsafe" (it tells KJV verses from dictionary text with near certainty), so
+ * every path (input, output, hold and as-you-go streams, flag, fail-closed) runs real inference on known outcomes.
+ */
+const registry = new ModelRegistry();
+const VERSE = 'And God said, Let there be light: and there was light. And God saw the light, that it was good.';
+const BENIGN = 'apple (n): fruit with red or yellow or green skin and sweet to tart crisp whitish flesh.';
+// The answer the fake upstream streams word by word: benign text, then the "unsafe" verses.
+const REPLY = `${BENIGN} ${BENIGN} ${VERSE} ${VERSE} ${VERSE}`;
+
+let fake: FakeUpstream;
+let slow: FakeUpstream;
+let t: RunningTandem;
+const guard = (extra: Record<string, unknown> = {}) => [
+  {
+    use: 'guard',
+    config: { classifier: { model: 'tandem-source-classifier', labels: ['bible'], threshold: 0.5 }, ...extra },
+  },
+];
+
+beforeAll(async () => {
+  fake = await startFakeUpstream({ reply: REPLY });
+  // A stream slow enough for as-you-go checks to finish while it is still flowing.
+  slow = await startFakeUpstream({ reply: REPLY, chunkDelayMs: 15 });
+  t = await startTandem(
+    {
+      upstreams: { up: { url: fake.url, maxRetries: 0 }, slow: { url: slow.url, maxRetries: 0 } },
+      routes: [
+        { model: 'hold', upstream: 'up', plugins: guard({ stream: { mode: 'hold', every: 8, overlap: 2 } }) },
+        { model: 'go', upstream: 'slow', plugins: guard({ stream: { mode: 'as-you-go', every: 8, overlap: 2 } }) },
+        {
+          model: 'flag',
+          upstream: 'up',
+          plugins: [
+            {
+              use: 'guard',
+              config: { classifier: { model: 'tandem-source-classifier', labels: ['bible'], action: 'flag' } },
+            },
+          ],
+        },
+        { model: 'input-only', upstream: 'up', plugins: guard({ output: false }) },
+      ],
+    },
+    { registry },
+  );
+}, 60_000);
+afterAll(async () => {
+  await t?.close();
+  await fake?.close();
+  await slow?.close();
+  await registry.close();
+});
+
+describe('guard on the prompt', () => {
+  test('an unsafe prompt is blocked before the upstream, naming the check and the category', async () => {
+    const before = fake.received.length;
+    const err = await t.client.chat.completions
+      .create({ model: 'input-only', messages: [{ role: 'user', content: VERSE }] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    const e = err as APIError;
+    expect(e.status).toBe(400);
+    expect(e.type).toBe('guardrail_blocked');
+    expect(e.message).toMatch(/guard\.classifier/);
+    expect(e.message).toMatch(/bible/);
+    expect(fake.received.length).toBe(before);
+  });
+
+  test('a safe prompt goes through, with the check reported', async () => {
+    const r = await t.client.chat.completions.create({
+      model: 'input-only',
+      messages: [{ role: 'user', content: BENIGN }],
+    });
+    expect(r.choices[0]?.message.content).toBe(REPLY);
+    const checks = (r as unknown as { tandem: { checks: { id: string; verdict: string }[] } }).tandem.checks;
+    expect(checks).toContainEqual(expect.objectContaining({ id: 'guard.classifier', verdict: 'pass' }));
+  });
+
+  test('a long prompt is checked in pieces: unsafe text at its end is still found', async () => {
+    const long = `${'What is the capital of France? '.repeat(400)}${VERSE}`;
+    const err = await t.client.chat.completions
+      .create({ model: 'input-only', messages: [{ role: 'user', content: long }] })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+  });
+
+  test('binary-looking and oversize input get an answer, never a crash', async () => {
+    const binary = Array.from({ length: 5000 }, (_, i) => String.fromCharCode(i % 32)).join('');
+    const r = await post(`${t.url}/v1/chat/completions`, {
+      model: 'input-only',
+      messages: [{ role: 'user', content: binary }],
+    });
+    expect([200, 400]).toContain(r.status);
+    const huge = 'lorem ipsum dolor sit amet '.repeat(40_000);
+    const started = Date.now();
+    const h = await post(`${t.url}/v1/chat/completions`, {
+      model: 'input-only',
+      messages: [{ role: 'user', content: huge }],
+    });
+    expect([200, 400, 413]).toContain(h.status);
+    expect(Date.now() - started).toBeLessThan(20_000);
+  });
+});
+
+describe('guard on the answer and the stream', () => {
+  test('a non-streamed answer that is unsafe is blocked', async () => {
+    const err = await t.client.chat.completions
+      .create({ model: 'hold', messages: [{ role: 'user', content: BENIGN }] })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).message).toMatch(/guard\.classifier/);
+  });
+
+  test('hold: a stream that turns unsafe is cut with an error event and [DONE]; no unchecked text reached the client', async () => {
+    const r = await post(`${t.url}/v1/chat/completions`, {
+      model: 'hold',
+      stream: true,
+      messages: [{ role: 'user', content: BENIGN }],
+    });
+    const events = sseEvents(r.text);
+    expect(events.at(-1)).toBe('[DONE]');
+    const error = events.find((e) => e !== '[DONE]' && 'error' in e) as { error: { type: string; message: string } };
+    expect(error.error.type).toBe('guardrail_blocked');
+    const text = events
+      .filter((e): e is Record<string, unknown> => e !== '[DONE]' && Array.isArray(e.choices))
+      .map((e) => (e.choices as { delta?: { content?: string } }[])[0]?.delta?.content ?? '')
+      .join('');
+    // Cut before the end, and only text from windows that were checked and passed.
+    expect(text.length).toBeGreaterThan(0);
+    expect(text.length).toBeLessThan(REPLY.length);
+    expect(REPLY.startsWith(text)).toBe(true);
+  });
+
+  test('as-you-go: text flows before its check, and the stream is still cut', async () => {
+    const r = await post(`${t.url}/v1/chat/completions`, {
+      model: 'go',
+      stream: true,
+      messages: [{ role: 'user', content: BENIGN }],
+    });
+    const events = sseEvents(r.text);
+    expect(events.at(-1)).toBe('[DONE]');
+    expect(events.some((e) => e !== '[DONE]' && 'error' in e)).toBe(true);
+    const text = events
+      .filter((e): e is Record<string, unknown> => e !== '[DONE]' && Array.isArray(e.choices))
+      .map((e) => (e.choices as { delta?: { content?: string } }[])[0]?.delta?.content ?? '')
+      .join('');
+    expect(text.length).toBeLessThan(REPLY.length);
+    expect(REPLY.startsWith(text)).toBe(true);
+  });
+
+  test('flag: the answer goes through, annotated in tandem.checks with the category', async () => {
+    const r = await t.client.chat.completions.create({ model: 'flag', messages: [{ role: 'user', content: VERSE }] });
+    expect(r.choices[0]?.message.content).toBe(REPLY);
+    const checks = (
+      r as unknown as { tandem: { checks: { id: string; verdict: string; data?: { categories?: string[] } }[] } }
+    ).tandem.checks;
+    expect(
+      checks.some((c) => c.id === 'guard.classifier' && c.verdict === 'flag' && c.data?.categories?.includes('bible')),
+    ).toBe(true);
+  });
+});
+
+describe('guard models at start-up', () => {
+  test('a missing guard model fails closed: the server refuses to start, naming it', async () => {
+    await expect(
+      startTandem(
+        {
+          upstreams: { up: { url: fake.url } },
+          routes: [
+            {
+              model: 'x',
+              upstream: 'up',
+              plugins: [{ use: 'guard', config: { classifier: { model: './no/such/model' } } }],
+            },
+          ],
+        },
+        { registry },
+      ),
+    ).rejects.toThrow(/guard: classifier model '\.\/no\/such\/model' cannot be loaded/);
+  });
+});
+
+describe('pieces', () => {
+  test('stream windows come every N tokens, reach back by the overlap, and close at the end', () => {
+    const w = new StreamWindows(3, 1);
+    let text = '';
+    const got: (string | undefined)[] = [];
+    for (const tok of ['a', 'b', 'c', 'd', 'e', 'f', 'g']) {
+      text += tok;
+      got.push(w.push(text));
+    }
+    got.push(w.push(text, true));
+    expect(got).toEqual([undefined, undefined, 'abc', undefined, undefined, 'cdef', undefined, 'fg']);
+  });
+
+  test("Llama Guard's answer is parsed into a verdict and categories", () => {
+    expect(parseGuardAnswer('safe')).toEqual({ unsafe: false, categories: [] });
+    expect(parseGuardAnswer('\nunsafe\nS1,S10')).toEqual({ unsafe: true, categories: ['S1', 'S10'] });
+    expect(parseGuardAnswer('unsafe')).toEqual({ unsafe: true, categories: [] });
+    expect(parseGuardAnswer('I cannot help')).toBeUndefined();
+  });
+});
