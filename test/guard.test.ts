@@ -49,6 +49,18 @@ beforeAll(async () => {
           ],
         },
         { model: 'input-only', upstream: 'up', plugins: guard({ output: false }) },
+        {
+          // Llama Guard's format on a model that was never trained for it: the plumbing (prompt from the model's
+          // chat template, first-token P(unsafe), answer parsing) with a threshold of 0, so the verdict is known.
+          model: 'lg',
+          upstream: 'up',
+          plugins: [
+            {
+              use: 'guard',
+              config: { llamaGuard: { model: 'tandem-small-chat', threshold: 0, action: 'flag' }, output: false },
+            },
+          ],
+        },
       ],
     },
     { registry },
@@ -168,6 +180,19 @@ describe('guard on the answer and the stream', () => {
       checks.some((c) => c.id === 'guard.classifier' && c.verdict === 'flag' && c.data?.categories?.includes('bible')),
     ).toBe(true);
   });
+});
+
+test('a Llama Guard-format check reports P(unsafe), its answer and categories', async () => {
+  const r = await t.client.chat.completions.create({ model: 'lg', messages: [{ role: 'user', content: BENIGN }] });
+  const checks = (
+    r as unknown as { tandem: { checks: { id: string; verdict: string; data?: Record<string, unknown> }[] } }
+  ).tandem.checks;
+  const lg = checks.find((c) => c.id === 'guard.llama_guard');
+  expect(lg?.verdict).toBe('flag');
+  expect(lg?.data?.p_unsafe).toBeGreaterThanOrEqual(0);
+  expect(lg?.data?.p_unsafe).toBeLessThanOrEqual(1);
+  expect(typeof lg?.data?.answer).toBe('string');
+  expect(Array.isArray(lg?.data?.categories)).toBe(true);
 });
 
 describe('guard models at start-up', () => {
