@@ -5,6 +5,7 @@
 const SUITES: Record<string, () => Promise<{ run(argv: string[]): Promise<number> }>> = {
   rules: () => import('./rules.js'),
   eft: () => import('./eft.js'),
+  jailbreak: () => import('./jailbreak.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

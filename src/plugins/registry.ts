@@ -1,5 +1,6 @@
 import { eftPlugin } from './eft/index.js';
 import { guardPlugin } from './guard/index.js';
+import { jailbreakPlugin } from './jailbreak/index.js';
 import { privacyPlugin } from './privacy/index.js';
 import { rulesPlugin } from './rules/index.js';
 import type { PluginDefinition } from './types.js';
@@ -10,6 +11,7 @@ export function builtinPlugins(): Map<string, PluginDefinition> {
     rulesPlugin as PluginDefinition,
     eftPlugin as PluginDefinition,
     guardPlugin as PluginDefinition,
+    jailbreakPlugin as PluginDefinition,
     privacyPlugin as PluginDefinition,
   ];
   return new Map(defs.map((d) => [d.id, d]));
