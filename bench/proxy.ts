@@ -10,18 +10,18 @@
  * --enforce-goals (exit 1 when a goal is missed).
  */
 
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import { type Child, freePort, startChild, waitForHttp } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { cpuMs, fmt, fmtLoad, median, positive, sleep } from './lib/measure.js';
+import { ensureBuild, ROOT, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Generated files (patched Portkey start file, CPU profiles); outside the repo so linters and git never see them. */
 const TMP = join(os.tmpdir(), 'tandem-bench');
 const PORTKEY_VERSION = '1.15.2';
@@ -116,7 +116,9 @@ export async function run(argv: string[]): Promise<number> {
 
     const profDir = join(TMP, `prof-${Date.now()}`);
     const [tandem, portkey] = await Promise.all([
-      targets.includes('tandem') ? startTandem(fakeUrl, profile ? profDir : undefined) : undefined,
+      targets.includes('tandem')
+        ? startTandem({ upstream: fakeUrl, profDir: profile ? profDir : undefined })
+        : undefined,
       targets.includes('portkey') ? startPortkey() : undefined,
     ]);
     if (tandem) children.push(tandem.child);
@@ -261,12 +263,6 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
-function positive(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
-  return n;
-}
-
 function list<T extends string>(v: string, allowed: readonly T[], name: string): T[] {
   const items = v
     .split(',')
@@ -278,74 +274,7 @@ function list<T extends string>(v: string, allowed: readonly T[], name: string):
   return items as T[];
 }
 
-/** User+system CPU time of a process so far, from /proc (Linux); null where unavailable. */
-function cpuMs(pid: number | undefined): number | null {
-  if (!pid) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (1-based) in clock ticks.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(f[11]) + Number(f[12]);
-    return Number.isFinite(ticks) ? ticks * (1000 / CLK_TCK) : null;
-  } catch {
-    return null;
-  }
-}
-const CLK_TCK = (() => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = Number(r.stdout?.trim());
-  return Number.isFinite(n) && n > 0 ? n : 100;
-})();
-
 const baseHeaders = () => ({ 'content-type': 'application/json', authorization: 'Bearer sk-bench-not-a-real-key' });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const fmt = (n: number, d: number) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
-
-/** Builds dist/ when it is missing or older than any file under src/. */
-function ensureBuild(): void {
-  const entry = join(ROOT, 'dist', 'cli', 'index.js');
-  const newest = (dir: string): number => {
-    let m = 0;
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      m = Math.max(m, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-    }
-    return m;
-  };
-  const srcTime = Math.max(newest(join(ROOT, 'src')), statSync(join(ROOT, 'tsconfig.build.json')).mtimeMs);
-  if (existsSync(entry) && statSync(entry).mtimeMs >= srcTime) return;
-  console.log(existsSync(entry) ? 'dist/ is older than src/: npm run build' : 'dist/ missing: npm run build');
-  const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
-  if (r.status !== 0)
-    throw new Error(
-      `npm run build failed (exit ${r.status}); fix the build or pass --no-build to bench the existing dist/`,
-    );
-}
-
-async function startTandem(fakeUrl: string, profDir?: string): Promise<{ url: string; child: Child }> {
-  const port = await freePort();
-  const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-  const child = startChild(
-    'tandem',
-    process.execPath,
-    [
-      ...nodeArgs,
-      join(ROOT, 'dist', 'cli', 'index.js'),
-      'serve',
-      '--port',
-      String(port),
-      '--host',
-      '127.0.0.1',
-      '--upstream',
-      fakeUrl,
-    ],
-    { cwd: ROOT, env: { ...process.env, TANDEM_LOG_LEVEL: 'warn', TANDEM_UPSTREAM_API_KEY: 'sk-bench-upstream' } },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  await waitForHttp(`${url}/healthz`, (s, b) => s === 200 && b.includes('"ok"'), 30_000, child);
-  return { url, child };
-}
 
 /**
  * Portkey's start file, patched at run time into a temp dir: bound to 127.0.0.1 and served with
@@ -655,12 +584,6 @@ Raw numbers: \`reports/bench-proxy.json\`.
   );
   console.log(`\nwrote ${jsonPath} and ${mdPath}`);
 }
-
-const median = (xs: number[]) => {
-  const v = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(v.length / 2);
-  return v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
-};
 
 /** One row per target and mode: the median of each figure over the rounds, counts summed, flagged if any run was. */
 function medianRows(runs: Row[]): Row[] {

@@ -23,6 +23,11 @@ const suites: Record<string, { describe: string; load: () => Promise<BenchSuite>
       'EFT decoding: tokens/s and upstream calls per token, token-by-token vs speculative, local and remote large',
     load: () => import('./eft.js'),
   },
+  guard: {
+    describe:
+      'latency the guard (safety classifier + privacy PII) adds per request vs passthrough, 32 and 1 connections',
+    load: () => import('./guard.js'),
+  },
 };
 
 function usage(): string {
