@@ -6,6 +6,7 @@ const SUITES: Record<string, () => Promise<{ run(argv: string[]): Promise<number
   rules: () => import('./rules.js'),
   eft: () => import('./eft.js'),
   jailbreak: () => import('./jailbreak.js'),
+  guard: () => import('./guard.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);
