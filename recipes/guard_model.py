@@ -392,7 +392,7 @@ For comparison, on the same held-out prompts: `tandem-safety-classifier` and the
 
 Examples (torch, greedy):
 
-| user message | P(unsafe) | answer |
+| last message | P(unsafe) | answer |
 |---|---|---|
 {ex}
 
