@@ -20,7 +20,7 @@
  * --no-build, --enforce-goals (exit 1 when the goal is missed).
  */
 
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -164,6 +164,7 @@ export async function run(argv: string[]): Promise<number> {
   watchdog.unref();
 
   const children: Child[] = [];
+  const files: string[] = [];
   try {
     if (!values['no-build']) ensureBuild();
     mkdirSync(TMP, { recursive: true });
@@ -181,6 +182,7 @@ export async function run(argv: string[]): Promise<number> {
       configs.map(async (id): Promise<Target> => {
         const file = join(TMP, `guard-${id}-${process.pid}.json`);
         writeFileSync(file, JSON.stringify(tandemConfig(id, fakeUrl, cls), null, 2));
+        files.push(file);
         const t = await startTandem({ config: file, name: `tandem-${id}` });
         children.push(t.child);
         return { id, url: t.url, child: t.child };
@@ -272,6 +274,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     clearTimeout(watchdog);
     await Promise.all(children.map((c) => c.stop('SIGTERM', 5000)));
+    for (const f of files) rmSync(f, { force: true });
   }
 }
 
