@@ -1,6 +1,6 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { eftLogprobs } from '../src/eft/combine.js';
 import { EftDecoder } from '../src/eft/decoder.js';
@@ -12,6 +12,7 @@ import { SequenceCursor } from '../src/slm/cursor.js';
 import { GenerationEngine } from '../src/slm/engine.js';
 import { argmax, rng } from '../src/slm/sampling.js';
 import type { ChatMessageInput, TextTokenizer } from '../src/slm/tokenizer.js';
+import { publishEval } from './publish.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const DATA = 'recipes/eval/chat-heldout.jsonl';
@@ -758,14 +759,7 @@ Reproduce: \`npm run eval -- eft\` (about ${Math.round(json.seconds / 60)} minut
     console.log(`\ndry run: nothing written (${json.seconds}s)`);
     return 0;
   }
-  const reportPath = join(ROOT, 'reports', 'eval-eft.json');
-  mkdirSync(dirname(reportPath), { recursive: true });
-  writeFileSync(reportPath, `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(join(ROOT, 'docs', 'eft.md'), doc);
-  const readme = join(ROOT, 'src', 'plugins', 'eft', 'README.md');
-  const current = readFileSync(readme, 'utf8');
-  if (!current.includes('<!-- eval:start -->')) throw new Error(`${readme} has no <!-- eval:start --> marker`);
-  writeFileSync(readme, current.replace(/<!-- eval:start -->[\s\S]*<!-- eval:end -->/, section));
+  const reportPath = publishEval('eft', json, section, doc);
   console.log(`\nwrote ${reportPath}, docs/eft.md and src/plugins/eft/README.md (${json.seconds}s)`);
   return 0;
 }
