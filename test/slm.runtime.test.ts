@@ -1,12 +1,14 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
 import { Classifier } from '../src/slm/classifier.js';
 import { AbortedError, GenerationEngine, QueueFullError } from '../src/slm/engine.js';
-import { ModelError } from '../src/slm/folder.js';
+import { ModelError, readModelFolder } from '../src/slm/folder.js';
 import { ModelRegistry, UnknownModelError } from '../src/slm/registry.js';
+import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { CAUSAL_FAMILY, CLASSIFIER, modelDir } from './support/models.js';
 
 interface Parity {
@@ -313,6 +315,80 @@ describe('classifier', () => {
     }
     const rows = await c.logits(par.batch.texts);
     for (const [i, row] of rows.entries()) expect(maxDiff(row, par.batch.logits[i] as number[])).toBeLessThan(1e-4);
+  });
+
+  test('windows cover every token of a long text, overlapping by a quarter, each within the limit', async () => {
+    const text = readFileSync('recipes/eval/chat-heldout.jsonl', 'utf8').slice(0, 20_000);
+    const all = new TextTokenizer(readModelFolder(modelDir(CLASSIFIER))).encode(text);
+    for (const size of [c.maxLength, 40]) {
+      const ws = c.windows(text, size);
+      const step = size - Math.floor(size / 4);
+      expect(ws.length).toBe(Math.ceil((all.length - size) / step) + 1);
+      ws.forEach((w, i) => {
+        expect(w.length).toBeLessThanOrEqual(size);
+        expect(w).toEqual(all.slice(i * step, i * step + size));
+      });
+      expect(ws.at(-1)?.at(-1)).toBe(all.at(-1));
+    }
+    // Rows of ids classify like the same text: one window is the whole short text.
+    const short = 'And God said, Let there be light: and there was light.';
+    const [byText] = await c.logits([short]);
+    const [byIds] = await c.logitsOfIds(c.windows(short));
+    expect(maxDiff(byIds as Float32Array, Array.from(byText as Float32Array))).toBeLessThan(1e-6);
+    await expect(c.logitsOfIds([all.slice(0, c.maxLength + 1)])).rejects.toThrow(/at most 128 tokens/);
+  });
+});
+
+describe('tokenizer', () => {
+  // Chunk-wise encoding (TextTokenizer.encode's fast path) must give the library's ids on any text.
+  const folder = readModelFolder(modelDir('tandem-large-base'));
+  const ours = new TextTokenizer(folder);
+  const lib = new Tokenizer(folder.tokenizerJson, folder.tokenizerConfig);
+  const libIds = (t: string) => lib.encode(t, { add_special_tokens: false }).ids;
+
+  test('chunk-wise encoding equals the library on held-out chat text, edge cases and random strings', () => {
+    const lines = readFileSync('recipes/eval/chat-heldout.jsonl', 'utf8').split('\n').filter(Boolean);
+    const edge = [
+      '',
+      ' ',
+      '   ',
+      'a   b',
+      'a \n\n b',
+      '\t\tx',
+      "don't you'll I'm we've they'd it's",
+      "'S 'LL",
+      'x  ',
+      ' x',
+      '123 4567 89.5e-3',
+      'naïve café — “quotes” … ½',
+      '日本語のテキスト',
+      'emoji 👩‍👩‍👧 ok 🎉',
+      'e\u0301 combining',
+      'nbsp\u00a0here\u2003em space\u200bzero width',
+      'tabs\tand\r\nCRLF',
+      '<|im_start|>user\nhi<|im_end|>',
+      'a<pad>b',
+      '<|endoftext|>',
+      '<|im_start',
+      '[EMAIL_1] and [PHONE_1]',
+    ];
+    let seed = 7;
+    const rnd = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const alphabet = [...'abcXYZ019 \t\n\'".,!?-_()éß中😀\u00a0\u200b\u0301'];
+    const random = Array.from({ length: 300 }, () =>
+      Array.from({ length: 1 + Math.floor(rnd() * 60) }, () => alphabet[Math.floor(rnd() * alphabet.length)]).join(''),
+    );
+    const texts = [...lines.slice(0, 400), ...edge, ...random];
+    let mismatches = 0;
+    for (const t of texts) {
+      // twice: the second time from the chunk memo
+      for (let k = 0; k < 2; k++) if (ours.encode(t).join() !== libIds(t).join()) mismatches++;
+    }
+    expect(mismatches).toBe(0);
+    expect(ours.encode(lines.join('\n')).length).toBeGreaterThan(10_000);
   });
 });
 
