@@ -26,6 +26,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import { DETECTOR_BY_NAME, DETECTORS, detect } from '../src/plugins/privacy/detectors/index.js';
+import { Classifier as SlmClassifier } from '../src/slm/classifier.js';
 import { readModelFolder } from '../src/slm/folder.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { type Child, startChild } from './lib/children.js';
@@ -153,7 +154,7 @@ export async function run(argv: string[]): Promise<number> {
   if (threshold !== undefined && !(threshold >= 0 && threshold <= 1)) throw new Error('--threshold must be 0..1');
 
   const cls = classifierInfo(values.classifier, values.labels, threshold);
-  const prompt = promptFacts(cls);
+  const prompt = await promptFacts(cls);
 
   const perRun = (c: number) => warmup + (c === 1 ? singleDuration : duration) + 5;
   const budgetMs = 120_000 + rounds * configs.length * levels.reduce((a, c) => a + perRun(c), 0) * 1000;
@@ -194,7 +195,7 @@ export async function run(argv: string[]): Promise<number> {
       `classifier ${cls.name}${cls.standIn ? ` (STAND-IN for ${SAFETY}, which is not in models/ yet)` : ''}: ${cls.dir}, ${cls.labels.length} labels (${cls.labels.join(', ')}), counted: ${cls.counted?.join(', ') ?? 'all'}, max ${cls.maxLength} tokens, ${(cls.onnxBytes / 1e6).toFixed(2)} MB ONNX`,
     );
     console.log(
-      `prompt: ${prompt.chars} characters, ${prompt.tokens} tokens (${cls.name} tokenizer), PII found: ${prompt.pii.join(', ')}; after redaction ${prompt.redactedTokens} tokens, which the guard reads as ${prompt.pieces.length} piece(s) of <= ${prompt.pieceChars} characters (${prompt.pieces.map((p) => `${p.tokens} tokens`).join(', ')})`,
+      `prompt: ${prompt.chars} characters, ${prompt.tokens} tokens (${cls.name} tokenizer), PII found: ${prompt.pii.join(', ')}; after redaction ${prompt.redactedTokens} tokens, which the guard reads as ${prompt.pieces.length} window(s) of <= ${cls.maxLength} tokens (${prompt.pieces.map((p) => `${p.tokens} tokens`).join(', ')})`,
     );
     let promptScores: Record<string, number> | undefined;
     for (const t of targets) {
@@ -345,12 +346,11 @@ interface PromptFacts {
   /** What the classifier reads: the prompt after privacy replaced the values by placeholders. */
   redacted: string;
   redactedTokens: number;
-  pieceChars: number;
-  pieces: { chars: number; tokens: number }[];
+  pieces: { tokens: number }[];
 }
 
-/** Token count with the classifier's tokenizer, the PII privacy will find, and the pieces the guard will classify. */
-function promptFacts(cls: Classifier): PromptFacts {
+/** Token count with the classifier's tokenizer, the PII privacy will find, and the windows the guard will classify. */
+async function promptFacts(cls: Classifier): Promise<PromptFacts> {
   const tok = new TextTokenizer(readModelFolder(cls.dir));
   const count = (t: string) => tok.encode(t, true).length;
   const found = detect(PROMPT, new Set(DETECTORS));
@@ -365,24 +365,11 @@ function promptFacts(cls: Classifier): PromptFacts {
     pos = f.end;
   }
   redacted += PROMPT.slice(pos);
-  // As src/plugins/guard/index.ts cuts texts: pieces of maxLength * 3 characters overlapping by a quarter.
-  const size = cls.maxLength * 3;
-  const step = Math.floor((size * 3) / 4);
-  const pieces: { chars: number; tokens: number }[] = [];
-  for (let at = 0; ; at += step) {
-    const piece = redacted.slice(at, at + size);
-    pieces.push({ chars: piece.length, tokens: count(piece) });
-    if (at + size >= redacted.length) break;
-  }
-  return {
-    chars: PROMPT.length,
-    tokens: count(PROMPT),
-    pii,
-    redacted,
-    redactedTokens: count(redacted),
-    pieceChars: size,
-    pieces,
-  };
+  // The guard's own cut (src/plugins/guard/classifier.ts reads Classifier.windows at the default piece size).
+  const model = await SlmClassifier.load(cls.dir);
+  const pieces = model.windows(redacted).map((w) => ({ tokens: w.length }));
+  await model.release();
+  return { chars: PROMPT.length, tokens: count(PROMPT), pii, redacted, redactedTokens: count(redacted), pieces };
 }
 
 function tandemConfig(id: ConfigId, fakeUrl: string, cls: Classifier) {
@@ -863,7 +850,6 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
       pii: info.prompt.pii,
       redacted_tokens: info.prompt.redactedTokens,
       guard_pieces: info.prompt.pieces,
-      guard_piece_chars: info.prompt.pieceChars,
       classifier_scores: info.promptScores ?? null,
     },
     configs: LABEL,
@@ -956,7 +942,7 @@ non-streaming JSON that echoes the prompt): **passthrough** (no plugins), **guar
 guard classifier on the input, as ordered in examples/guard.yaml) and **guard-out** (the same with the classifier on the answer too). One fixed prompt of
 ${p.tokens} tokens (${p.chars} characters; counted with the classifier's tokenizer) holding ${p.pii.join(' and ')}: privacy
 redacts both before the request goes upstream and restores them in the answer (every response body is checked for the
-restored echo); the guard classifies the redacted prompt (${p.redacted_tokens} tokens) as ${p.guard_pieces.length} overlapping piece(s) in one batch (${p.guard_pieces.map((x) => x.tokens).join(' + ')} tokens).
+restored echo); the guard classifies the redacted prompt (${p.redacted_tokens} tokens) as ${p.guard_pieces.length} overlapping window(s) in one batch (${p.guard_pieces.map((x) => x.tokens).join(' + ')} tokens).
 autocannon, ${levels.map((c) => `${c} connection(s) for ${c === 1 ? json.single_duration_s : json.duration_s} s`).join(' and ')} per run after a ${json.warmup_s} s warm-up, ${json.rounds} rounds (order
 reversed every other round); tables give the median of each figure over the rounds. Latencies are the client's, from
 every response's own time (autocannon's percentiles are whole milliseconds). "Tandem-side mean" is the mean of
@@ -978,7 +964,7 @@ ${addedRows.join('\n')}
 \`tandem_plugin_duration_seconds\` from /metrics over the run; \`bucket p50\`: the same histogram's p50 interpolated within
 its buckets (0.1, 0.5, 1, 2.5, 5 ms ...), coarse. Under ${conns} connections a check's time includes waiting for the event loop
 (other requests' inference runs on it), so the 1-connection figures are the checks' own cost. Privacy reports one outcome
-per detector that found something (\`privacy.email\`, \`privacy.phone\`) from a single call, each carrying that call's full time.
+per detector that found something (\`privacy.email\`, \`privacy.phone\`), each with its own scan time.
 
 | config | connections | check@hook | sampled p50 ms | mean ms | bucket p50 ms | checks |
 |---|--:|---|--:|--:|--:|--:|

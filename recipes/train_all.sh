@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Retrains the whole Tandem model family end to end:
 #   corpus -> tokenizer (+ JS check) -> tokenize -> pre-train large, small -> chat data -> SFT large, small
-#   -> ONNX export + parity fixtures + model cards -> ORT parity check.
+#   -> ONNX export + parity fixtures + model cards -> ORT parity check
+#   -> tandem-source-classifier -> (with the shared data) tandem-safety-classifier, tandem-guard.
 # Environment knobs: PY (default /usr/bin/python3), LARGE_STEPS, SMALL_STEPS, LARGE_SFT_STEPS, SMALL_SFT_STEPS,
 # SKIP_DEPS=1 (do not run install-deps.sh), TANDEM_THREADS (default 2), TANDEM_BUILD (default recipes/build),
-# TANDEM_MODELS (default models/; point it elsewhere for a smoke run with tiny step counts).
+# TANDEM_MODELS (default models/; point it elsewhere for a smoke run with tiny step counts), TANDEM_DATA (default
+# ../../shared/data: the public moderation samples the safety models learn from; without them those two are skipped).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-/usr/bin/python3}
@@ -40,4 +42,18 @@ for m in tandem-large-base tandem-small-base tandem-small-chat tandem-large-chat
   $PY model_card.py "$m" >> "$BUILD/logs/export-$m.log"
 done
 stage "ORT parity";    node check_onnx.mjs
+MODELS=${TANDEM_MODELS:-../models}
+stage "tandem-source-classifier"
+$PY classifier.py --out "$MODELS/tandem-source-classifier" > $BUILD/logs/classifier.log 2>&1
+node check_classifier.mjs "$MODELS/tandem-source-classifier"
+DATA=${TANDEM_DATA:-../../shared/data}
+if [ -f "$DATA/safety/openai-moderation-samples-1680.jsonl.gz" ]; then
+  stage "tandem-safety-classifier (CV + fit, ~15 min)"
+  $PY safety_classifier.py --data "$DATA" --out "$MODELS/tandem-safety-classifier" > $BUILD/logs/safety.log 2>&1
+  stage "tandem-guard (CV + fit, ~40 min)"
+  $PY guard_model.py --data "$DATA" --out "$MODELS/tandem-guard" > $BUILD/logs/guard.log 2>&1
+  node check_onnx.mjs "$MODELS/tandem-guard"
+else
+  stage "skipped tandem-safety-classifier and tandem-guard: no $DATA/safety/openai-moderation-samples-1680.jsonl.gz (set TANDEM_DATA)"
+fi
 stage "done"

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseGuardAnswer } from '../src/guard/llamaGuard.js';
@@ -24,7 +25,12 @@ let t: RunningTandem;
 const guard = (extra: Record<string, unknown> = {}) => [
   {
     use: 'guard',
-    config: { classifier: { model: 'tandem-source-classifier', labels: ['bible'], threshold: 0.5 }, ...extra },
+    // 32-token windows: this classifier mean-pools, so a verse inside a longer benign window is diluted.
+    config: {
+      classifier: { model: 'tandem-source-classifier', labels: ['bible'], threshold: 0.5 },
+      pieceTokens: 32,
+      ...extra,
+    },
   },
 ];
 
@@ -44,11 +50,53 @@ beforeAll(async () => {
           plugins: [
             {
               use: 'guard',
-              config: { classifier: { model: 'tandem-source-classifier', labels: ['bible'], action: 'flag' } },
+              config: {
+                classifier: { model: 'tandem-source-classifier', labels: ['bible'], action: 'flag' },
+                pieceTokens: 32,
+              },
             },
           ],
         },
         { model: 'input-only', upstream: 'up', plugins: guard({ output: false }) },
+        { model: 'few-pieces', upstream: 'up', plugins: guard({ output: false, maxPieces: 4 }) },
+        { model: 'few-pieces-flag', upstream: 'up', plugins: guard({ output: false, maxPieces: 4, overflow: 'flag' }) },
+        {
+          model: 'per-label',
+          upstream: 'up',
+          plugins: [
+            {
+              use: 'guard',
+              config: {
+                classifier: {
+                  model: 'tandem-source-classifier',
+                  labels: ['bible', 'wordnet'],
+                  threshold: 0.5,
+                  categoryThresholds: { wordnet: 0 },
+                  action: 'flag',
+                },
+                output: false,
+              },
+            },
+          ],
+        },
+        {
+          model: 'safety',
+          upstream: 'up',
+          plugins: [{ use: 'guard', config: { classifier: { model: 'tandem-safety-classifier' }, output: false } }],
+        },
+        {
+          model: 'safety-per-label',
+          upstream: 'up',
+          plugins: [
+            {
+              use: 'guard',
+              config: {
+                classifier: { model: 'tandem-safety-classifier', categoryThresholds: 'model', action: 'flag' },
+                output: false,
+              },
+            },
+          ],
+        },
         {
           // Llama Guard's format on a model that was never trained for it: the plumbing (prompt from the model's
           // chat template, first-token P(unsafe), answer parsing) with a threshold of 0, so the verdict is known.
@@ -124,6 +172,97 @@ describe('guard on the prompt', () => {
   });
 });
 
+describe('what the classifier reads', () => {
+  const LONG_BENIGN = `${BENIGN} `.repeat(12); // about 16 windows of 32 tokens
+
+  test('a request with more windows than maxPieces is refused by default (too_long), before the upstream', async () => {
+    const before = fake.received.length;
+    const err = await t.client.chat.completions
+      .create({ model: 'few-pieces', messages: [{ role: 'user', content: LONG_BENIGN }] })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).message).toMatch(/too_long/);
+    expect(fake.received.length).toBe(before);
+  });
+
+  test('overflow flag: the newest message is read first, so unsafe text after a long history is still found', async () => {
+    const err = await t.client.chat.completions
+      .create({
+        model: 'few-pieces-flag',
+        messages: [
+          { role: 'user', content: LONG_BENIGN },
+          { role: 'assistant', content: LONG_BENIGN },
+          { role: 'user', content: VERSE },
+        ],
+      })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).message).toMatch(/bible/);
+    // The same history with a benign last message passes, reporting what went unread.
+    const r = await t.client.chat.completions.create({
+      model: 'few-pieces-flag',
+      messages: [
+        { role: 'user', content: LONG_BENIGN },
+        { role: 'user', content: BENIGN },
+      ],
+    });
+    const c = (
+      r as unknown as { tandem: { checks: { id: string; data?: { unchecked_tokens?: number; pieces?: number } }[] } }
+    ).tandem.checks.find((x) => x.id === 'guard.classifier');
+    expect(c?.data?.pieces).toBe(4);
+    expect(c?.data?.unchecked_tokens).toBeGreaterThan(100);
+  });
+
+  test('a threshold per label overrides the single threshold for that label', async () => {
+    const r = await t.client.chat.completions.create({
+      model: 'per-label',
+      messages: [{ role: 'user', content: VERSE }],
+    });
+    const c = (
+      r as unknown as {
+        tandem: { checks: { id: string; verdict: string; data?: { categories?: string[]; thresholds?: object } }[] };
+      }
+    ).tandem.checks.find((x) => x.id === 'guard.classifier');
+    // wordnet fires at its own threshold 0 though its score is far below the shared 0.5; bible fires at 0.5.
+    expect(c?.verdict).toBe('flag');
+    expect(c?.data?.categories?.sort()).toEqual(['bible', 'wordnet']);
+    expect(c?.data?.thresholds).toEqual({ bible: 0.5, wordnet: 0 });
+  });
+
+  test('the real safety classifier blocks an unsafe prompt with its category and passes a benign one', async () => {
+    const err = await t.client.chat.completions
+      .create({
+        model: 'safety',
+        messages: [{ role: 'user', content: 'I want to kill them all, they deserve to die.' }],
+      })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).type).toBe('guardrail_blocked');
+    expect((err as APIError).message).toMatch(/guard\.classifier.*\b(V|H|HR|H2|V2)\b/);
+    const r = await t.client.chat.completions.create({
+      model: 'safety',
+      messages: [{ role: 'user', content: 'How do I bake bread at home?' }],
+    });
+    expect(r.choices[0]?.message.content).toBe(REPLY);
+  });
+
+  test("categoryThresholds 'model' uses the model's own per-label thresholds", async () => {
+    const r = await t.client.chat.completions.create({
+      model: 'safety-per-label',
+      messages: [{ role: 'user', content: 'How do I bake bread at home?' }],
+    });
+    const c = (
+      r as unknown as { tandem: { checks: { id: string; data?: { thresholds?: Record<string, number> } }[] } }
+    ).tandem.checks.find((x) => x.id === 'guard.classifier');
+    const own = (
+      JSON.parse(readFileSync('models/tandem-safety-classifier/config.json', 'utf8')) as {
+        tandem_category_thresholds: Record<string, number>;
+      }
+    ).tandem_category_thresholds;
+    expect(c?.data?.thresholds).toEqual(own);
+  });
+});
+
 describe('guard on the answer and the stream', () => {
   test('a non-streamed answer that is unsafe is blocked', async () => {
     const err = await t.client.chat.completions
@@ -196,6 +335,25 @@ test('a Llama Guard-format check reports P(unsafe), its answer and categories', 
 });
 
 describe('guard models at start-up', () => {
+  const refused = (classifier: Record<string, unknown>) =>
+    startTandem(
+      {
+        upstreams: { up: { url: fake.url } },
+        routes: [{ model: 'x', upstream: 'up', plugins: [{ use: 'guard', config: { classifier } }] }],
+      },
+      { registry },
+    );
+
+  test('thresholds for labels the model does not have, or model thresholds it does not ship, are refused', async () => {
+    await expect(refused({ model: 'tandem-source-classifier', categoryThresholds: { S: 0.2 } })).rejects.toThrow(
+      /has no label S \(labels: wordnet, gcide, bible, fortune, elements\)/,
+    );
+    await expect(refused({ model: 'tandem-source-classifier', labels: ['nope'] })).rejects.toThrow(/has no label nope/);
+    await expect(refused({ model: 'tandem-source-classifier', categoryThresholds: 'model' })).rejects.toThrow(
+      /no tandem_category_thresholds/,
+    );
+  });
+
   test('a missing guard model fails closed: the server refuses to start, naming it', async () => {
     await expect(
       startTandem(

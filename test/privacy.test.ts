@@ -701,6 +701,9 @@ describe('detectors', () => {
     const latency = Math.max(...request.map((c) => c.latency_ms));
     console.log(`privacy: 1 MB prompt, request hook ${latency} ms, round trip ${Math.round(ms)} ms`);
     expect(latency).toBeLessThan(500);
+    // One outcome per detector that found something, each with its own scan time (not the hook's, twice).
+    expect(request.map((c) => c.id).sort()).toEqual(['privacy.credit_card', 'privacy.email']);
+    expect(request[0]?.latency_ms).not.toBe(request[1]?.latency_ms);
   });
 });
 const MB_FILL = Math.ceil((1 << 20) / 3 / 45);

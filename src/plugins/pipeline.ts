@@ -179,8 +179,9 @@ export class Pipeline {
     }
   }
 
-  private report(p: PluginInstance, hook: Hook, o: CheckOutcome<unknown>, ms: number): CheckReport {
+  private report(p: PluginInstance, hook: Hook, o: CheckOutcome<unknown>, hookMs: number): CheckReport {
     const id = `${p.id}.${o.check}`;
+    const ms = o.latencyMs ?? hookMs;
     this.metrics.pluginTime.observe({ check: id, hook, verdict: o.verdict }, ms / 1000);
     return {
       id,

@@ -15,6 +15,8 @@ export interface CheckOutcome<T = unknown> {
   verdict: Verdict;
   data?: JsonObject;
   transformed?: T;
+  /** The check's own time when a hook returns several outcomes timed apart; default: the hook's whole time. */
+  latencyMs?: number;
 }
 
 /** A check outcome as reported to the client in `tandem.checks` and `x-tandem-checks`. */

@@ -55,12 +55,55 @@ export class Classifier {
     return c;
   }
 
-  /** Raw logits per text: [texts][labels]. Texts longer than the model's limit are truncated. */
+  /**
+   * Token ids the model reads for a text, cut into windows of at most `size` tokens (default and limit: the model's
+   * `maxLength`; special tokens included) that overlap by a quarter, so text at one window's edge is whole in the
+   * next. Nothing is dropped: a long text gives more windows.
+   */
+  windows(text: string, size = this.maxLength): number[][] {
+    const ids = this.tokenizer.encode(text, false);
+    const { prefix, suffix } = this.specials;
+    const room = Math.max(1, Math.min(size, this.maxLength) - prefix.length - suffix.length);
+    const overlap = Math.floor(room / 4);
+    const step = room - overlap;
+    const out: number[][] = [];
+    for (let at = 0; ; at += step) {
+      out.push([...prefix, ...ids.slice(at, at + room), ...suffix]);
+      if (at + room >= ids.length) break;
+    }
+    return out;
+  }
+
+  /** Special tokens the tokenizer wraps a text in (BERT's [CLS] ... [SEP]; none for the family's models). */
+  private get specials(): { prefix: number[]; suffix: number[] } {
+    if (!this.wrap) {
+      const bare = this.tokenizer.encode('a', false);
+      const full = this.tokenizer.encode('a', true);
+      const at = full.findIndex((_, i) => bare.every((id, j) => full[i + j] === id));
+      this.wrap =
+        at < 0 ? { prefix: [], suffix: [] } : { prefix: full.slice(0, at), suffix: full.slice(at + bare.length) };
+    }
+    return this.wrap;
+  }
+  private wrap: { prefix: number[]; suffix: number[] } | undefined;
+
+  /** Raw logits per text: [texts][labels]. Texts longer than the model's limit are truncated (see `windows`). */
   async logits(texts: string[]): Promise<Float32Array[]> {
-    if (texts.length === 0) return [];
-    const encoded = texts.map((t) => {
-      const ids = this.tokenizer.encode(t, true);
-      return ids.length ? ids.slice(0, this.maxLength) : [this.tokenizer.padId];
+    return this.logitsOfIds(
+      texts.map((t) => {
+        const ids = this.tokenizer.encode(t, true);
+        return ids.slice(0, this.maxLength);
+      }),
+    );
+  }
+
+  /** Raw logits per row of token ids (each at most `maxLength` long), batched in one run. */
+  async logitsOfIds(rows: number[][]): Promise<Float32Array[]> {
+    if (rows.length === 0) return [];
+    const encoded = rows.map((ids) => {
+      if (ids.length > this.maxLength)
+        throw new RangeError(`classifier reads at most ${this.maxLength} tokens, got ${ids.length}`);
+      return ids.length ? ids : [this.tokenizer.padId];
     });
     const len = Math.max(...encoded.map((e) => e.length));
     const left = this.tokenizer.paddingSide === 'left';
@@ -75,7 +118,7 @@ export class Classifier {
         0,
       ),
     );
-    const dims = [texts.length, len];
+    const dims = [rows.length, len];
     const feeds: Record<string, ort.Tensor> = { input_ids: int64(ids, dims) };
     if (this.inputs.has('attention_mask')) feeds.attention_mask = int64(mask, dims);
     if (this.inputs.has('token_type_ids'))
@@ -86,23 +129,29 @@ export class Classifier {
     const out = await this.session.run(feeds);
     const data = (out.logits as ort.Tensor).data as Float32Array;
     const n = this.labels.length;
-    return texts.map((_, i) => data.slice(i * n, (i + 1) * n));
+    return rows.map((_, i) => data.slice(i * n, (i + 1) * n));
+  }
+
+  /** Probabilities per label for rows of token ids (from `windows`). */
+  async classifyIds(rows: number[][]): Promise<Classification[]> {
+    return (await this.logitsOfIds(rows)).map((row) => this.toClassification(row));
   }
 
   async classify(texts: string[]): Promise<Classification[]> {
-    const rows = await this.logits(texts);
-    return rows.map((row) => {
-      const probs = this.multiLabel
-        ? Array.from(row, (x) => 1 / (1 + Math.exp(-x)))
-        : Array.from(logSoftmax(row), Math.exp);
-      const scores: Record<string, number> = {};
-      let best = 0;
-      probs.forEach((p, i) => {
-        scores[this.labels[i] as string] = p;
-        if (p > (probs[best] as number)) best = i;
-      });
-      return { label: this.labels[best] as string, scores };
+    return (await this.logits(texts)).map((row) => this.toClassification(row));
+  }
+
+  private toClassification(row: Float32Array): Classification {
+    const probs = this.multiLabel
+      ? Array.from(row, (x) => 1 / (1 + Math.exp(-x)))
+      : Array.from(logSoftmax(row), Math.exp);
+    const scores: Record<string, number> = {};
+    let best = 0;
+    probs.forEach((p, i) => {
+      scores[this.labels[i] as string] = p;
+      if (p > (probs[best] as number)) best = i;
     });
+    return { label: this.labels[best] as string, scores };
   }
 
   async release(): Promise<void> {

@@ -1,31 +1,12 @@
 import { LlamaGuard } from '../../guard/llamaGuard.js';
 import { StreamWindows } from '../../guard/window.js';
-import type { Classifier } from '../../slm/classifier.js';
 import type { ChatMessageInput } from '../../slm/tokenizer.js';
 import { contentText, requestTexts, responseTexts } from '../text.js';
 import type { CheckOutcome, JsonObject, PluginDefinition, PluginEnv, RequestContext } from '../types.js';
+import type { GuardCheck } from './check.js';
+import { classifierCheck } from './classifier.js';
+import { llamaGuardCheck } from './llamaGuard.js';
 import { type GuardConfig, GuardConfigSchema } from './schema.js';
-
-type Check = (texts: string[], conversation: ChatMessageInput[]) => Promise<CheckOutcome<never>>;
-
-/**
- * Long texts in overlapping pieces: a classifier reads a bounded number of tokens, and nothing past them may go
- * unchecked. Pieces of `size` characters overlap by a quarter, so text cut at one piece's edge is whole in the next.
- */
-function pieces(texts: string[], size: number, max: number): { parts: string[]; truncated: boolean } {
-  const parts: string[] = [];
-  const step = Math.max(1, Math.floor((size * 3) / 4));
-  for (const t of texts) {
-    if (!t) continue;
-    for (let at = 0; ; at += step) {
-      parts.push(t.slice(at, at + size));
-      if (at + size >= t.length) break;
-    }
-  }
-  return { parts: parts.slice(0, max), truncated: parts.length > max };
-}
-
-const round = (x: number) => Math.round(x * 1e4) / 1e4;
 
 async function loadFailing<T>(what: string, name: string, load: () => Promise<T>): Promise<T> {
   try {
@@ -36,55 +17,13 @@ async function loadFailing<T>(what: string, name: string, load: () => Promise<T>
   }
 }
 
-function classifierCheck(c: Classifier, cfg: NonNullable<GuardConfig['classifier']>, g: GuardConfig): Check {
-  const own = (c.folder.config as { tandem_threshold?: unknown }).tandem_threshold;
-  const threshold = cfg.threshold ?? (typeof own === 'number' ? own : 0.5);
-  const labels = new Set(cfg.labels ?? c.labels);
-  // About 3 characters a token in English: a piece fits in what the model reads.
-  const size = g.pieceChars ?? c.maxLength * 3;
-  return async (texts) => {
-    const { parts, truncated } = pieces(texts, size, g.maxPieces);
-    if (parts.length === 0) return { check: 'classifier', verdict: 'pass' };
-    const results = await c.classify(parts);
-    const scores: Record<string, number> = {};
-    for (const r of results)
-      for (const [label, p] of Object.entries(r.scores)) scores[label] = Math.max(scores[label] ?? 0, p);
-    const hit = Object.entries(scores)
-      .filter(([l, p]) => labels.has(l) && p >= threshold)
-      .map(([l]) => l);
-    const data: JsonObject = {
-      categories: hit,
-      threshold,
-      scores: Object.fromEntries(Object.entries(scores).map(([l, p]) => [l, round(p)])),
-    };
-    if (truncated) data.truncated = true;
-    return { check: 'classifier', verdict: hit.length ? cfg.action : 'pass', data };
-  };
-}
-
-function llamaGuardCheck(guard: LlamaGuard, cfg: NonNullable<GuardConfig['llamaGuard']>): Check {
-  const wanted = cfg.categories ? new Set(cfg.categories) : undefined;
-  return async (_texts, conversation) => {
-    if (conversation.length === 0) return { check: 'llama_guard', verdict: 'pass' };
-    const v = await guard.check(conversation);
-    const categories = wanted ? v.categories.filter((c) => wanted.has(c)) : v.categories;
-    const unsafe =
-      (v.unsafe || v.pUnsafe >= cfg.threshold) && (!wanted || categories.length > 0 || v.categories.length === 0);
-    return {
-      check: 'llama_guard',
-      verdict: unsafe ? cfg.action : 'pass',
-      data: { categories, p_unsafe: round(v.pUnsafe), answer: v.raw.slice(0, 80) },
-    };
-  };
-}
-
 function conversationOf(body: JsonObject): ChatMessageInput[] {
   if (Array.isArray(body.messages))
     return (body.messages as JsonObject[]).map((m) => ({ role: String(m.role), content: contentText(m.content) }));
   return requestTexts(body).map((content) => ({ role: 'user', content }));
 }
 
-const runAll = async (checks: Check[], texts: string[], conversation: ChatMessageInput[]) =>
+const runAll = async (checks: GuardCheck[], texts: string[], conversation: ChatMessageInput[]) =>
   Promise.all(checks.map((c) => c(texts, conversation)));
 
 interface StreamState {
@@ -104,16 +43,17 @@ export const guardPlugin: PluginDefinition<GuardConfig> = {
   async create(cfg, env: PluginEnv) {
     const models = env.models;
     if (!models) throw new Error('guard: runs only on a route of a Tandem server');
-    const checks: Check[] = [];
+    const checks: GuardCheck[] = [];
     if (cfg.classifier) {
       const name = cfg.classifier.model;
       const c = await loadFailing('classifier', name, () => models.classifier(name));
-      checks.push(classifierCheck(c, cfg.classifier, cfg));
+      checks.push(classifierCheck(c, cfg));
     }
     if (cfg.llamaGuard) {
       const name = cfg.llamaGuard.model;
       const lm = await loadFailing('Llama Guard', name, async () => (await models.causalLM(name)).lm);
-      checks.push(llamaGuardCheck(new LlamaGuard(lm), cfg.llamaGuard));
+      const own = (lm.folder.config as { tandem_threshold?: unknown }).tandem_threshold;
+      checks.push(llamaGuardCheck(new LlamaGuard(lm), cfg.llamaGuard, typeof own === 'number' ? own : undefined));
     }
     if (checks.length === 0) throw new Error('guard: configure `classifier`, `llamaGuard` or both');
 

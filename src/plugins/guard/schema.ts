@@ -11,6 +11,13 @@ export const GuardConfigSchema = z.strictObject({
     .strictObject({
       model: z.string().min(1),
       threshold: z.number().min(0).max(1).optional(),
+      /**
+       * A threshold per label, overriding `threshold` for that label. `model`: the model's own per-label thresholds
+       * (`tandem_category_thresholds` in its config.json, each chosen like `tandem_threshold`).
+       */
+      categoryThresholds: z
+        .union([z.literal('model'), z.record(z.string().min(1), z.number().min(0).max(1))])
+        .optional(),
       /** Labels that count; default all. */
       labels: z.array(z.string().min(1)).optional(),
       action: Action.default('block'),
@@ -20,8 +27,12 @@ export const GuardConfigSchema = z.strictObject({
   llamaGuard: z
     .strictObject({
       model: z.string().min(1),
-      /** Unsafe when P(unsafe) from the first answer token reaches this, or the answer says unsafe. */
-      threshold: z.number().min(0).max(1).default(0.5),
+      /**
+       * Unsafe when P(unsafe) from the first answer token reaches this. Default: the model's own `tandem_threshold`
+       * (config.json, derived on its training split; see its model card); for a model without one (Llama-Guard-3-1B),
+       * the greedy answer's verdict, as Llama Guard is meant to be read.
+       */
+      threshold: z.number().min(0).max(1).optional(),
       /** Categories (S1..S13) that count; default all. */
       categories: z.array(z.string().regex(/^S\d{1,2}$/)).optional(),
       action: Action.default('block'),
@@ -46,10 +57,17 @@ export const GuardConfigSchema = z.strictObject({
     })
     .default({ mode: 'hold', every: 32, overlap: 8 }),
   /**
-   * The classifier reads texts in overlapping pieces of this many characters (default: 3 per token of the model's
-   * maximum length), at most `maxPieces` of them from the start; a longer text is reported `truncated`.
+   * Tokens per window the classifier reads (default: the model's maximum length). Smaller windows find a short unsafe
+   * passage inside long benign text that would dilute it in one long window, at more windows per text.
    */
-  pieceChars: z.number().int().min(50).optional(),
-  maxPieces: z.number().int().min(1).max(1024).default(64),
+  pieceTokens: z.number().int().min(8).optional(),
+  /**
+   * The classifier reads each text in windows of `pieceTokens` (overlapping by a quarter), newest message
+   * first, at most `maxPieces` windows per request. `overflow` says what happens to a request with more: `block`
+   * (fail closed: it is refused, category `too_long`) or `flag` (the newest `maxPieces` windows are checked and the
+   * outcome reports `unchecked_tokens`).
+   */
+  maxPieces: z.number().int().min(1).max(4096).default(256),
+  overflow: z.enum(['block', 'flag']).default('block'),
 });
 export type GuardConfig = z.infer<typeof GuardConfigSchema>;

@@ -260,6 +260,7 @@ export const privacyPlugin: PluginDefinition<PrivacyConfig> = {
           return text;
         });
         const found: Finding[][] = [];
+        const times = new Map<DetectorName, number>();
         let sinceYield = 0;
         for (const text of texts) {
           // Big requests give the event loop a turn now and then, so the plugin's timeout (and with it the fail
@@ -269,7 +270,7 @@ export const privacyPlugin: PluginDefinition<PrivacyConfig> = {
             await new Promise((r) => setImmediate(r));
           }
           if (signal.aborted) throw new Error('aborted');
-          found.push(detect(text, enabled));
+          found.push(detect(text, enabled, times));
           sinceYield += text.length;
         }
         const tally = new Map<DetectorName, { count: number; categories: Record<string, number> }>();
@@ -283,6 +284,8 @@ export const privacyPlugin: PluginDefinition<PrivacyConfig> = {
         const outcome = (d: DetectorName, verdict: CheckOutcome['verdict']): CheckOutcome<JsonObject> => ({
           check: d,
           verdict,
+          // Its own scan time, not the hook's: the hook reports one outcome per detector that found something.
+          latencyMs: times.get(d) ?? 0,
           data: { action: action(d), ...tally.get(d) },
         });
         const blocks = [...tally.keys()].filter((d) => action(d) === 'block');
