@@ -7,30 +7,35 @@
  *   order of examples/guard.yaml: privacy first, so the classifier reads placeholders, not the values);
  * - `guard-out`: the same plus the classifier on the answer (`output: true`).
  *
- * autocannon drives each with one fixed 200-token English prompt that holds an email address and a phone number (so
- * privacy redacts two values and restores them in the echoed answer), at 32 connections and then at 1 connection
- * (the per-request cost without queueing), several rounds with the order reversed every other round; the median of
- * each figure is reported. Added latency = guarded p50 - passthrough p50 (and p99). The guard's own time per check
- * comes from Tandem's /metrics (tandem_plugin_duration_seconds, scraped before and after every run) and from
+ * autocannon drives each with a 200-token English prompt that holds an email address and a phone number (so privacy
+ * redacts two values and restores them in the echoed answer) and an order reference unique to each request, at three
+ * loads: 32 connections in a closed loop (capacity: the machine runs flat out), 32 connections at a fixed rate per
+ * connection (the goal: the latency a request pays for the guard at a load the servers carry), and 1 connection (the
+ * per-request cost); several rounds with the order reversed every other round; the median of each figure is
+ * reported. Added latency = guarded p50 - passthrough p50 (and p99). The guard's own time per check comes from
+ * Tandem's /metrics (tandem_plugin_duration_seconds, scraped before and after every run) and from
  * `tandem.checks[].latency_ms` in a sample of the responses. Writes reports/bench-guard.json and docs/bench-guard.md.
  *
  * Flags: --classifier NAME|PATH (tandem-safety-classifier), --labels a,b (labels that count; default all, `bible`
  * for the tandem-source-classifier stand-in), --threshold P, --duration S (10), --single-duration S (= duration),
- * --connections N (32), --warmup S (2), --rounds N (3), --configs passthrough,guard,guard-out, --no-single,
- * --no-build, --enforce-goals (exit 1 when the goal is missed).
+ * --connections N (32), --rate R (300: requests per second offered at the fixed-rate level; 0 leaves it out), --warmup S (2), --rounds N (3), --configs passthrough,guard,guard-out, --no-single,
+ * --no-build, --enforce-goals (exit 1 when the goal is missed), --profile (each server under --cpu-prof; writes
+ * reports/bench-guard-profile.txt instead of the report).
  */
 
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon, { type Result } from 'autocannon';
+import autocannon from 'autocannon';
 import { DETECTOR_BY_NAME, DETECTORS, detect } from '../src/plugins/privacy/detectors/index.js';
 import { Classifier as SlmClassifier } from '../src/slm/classifier.js';
 import { readModelFolder } from '../src/slm/folder.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { type Child, startChild } from './lib/children.js';
-import { cpuMs, fmt, fmtLoad, median, positive, sleep } from './lib/measure.js';
+import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { autocannonCounts, cpuMs, fmt, fmtLoad, type LoadCounts, median, positive, sleep } from './lib/measure.js';
+import { paced } from './lib/paced.js';
 import { ensureBuild, ROOT, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
 
@@ -54,18 +59,26 @@ const LABEL: Record<ConfigId, string> = {
  */
 const EMAIL = 'margaret.collins@example.com';
 const PHONE = '+44 20 7946 0958';
-const PROMPT =
+/**
+ * Every request's prompt is different: an order reference unique to the request, so no cache of any kind (response
+ * cache, the tokenizer's chunk memo) serves a whole prompt twice. The rest is the same text each time, as the words
+ * of real traffic largely are.
+ */
+const promptFor = (n: number) =>
   'Hi, I need help writing a polite follow-up email to a customer whose order arrived damaged last week. Margaret ' +
   'bought a set of ceramic dinner plates from our online shop in March, and two of them were cracked when she ' +
-  'opened the parcel. We have approved a full replacement, but the warehouse needs five more working days before ' +
-  'the new set can ship. Please explain the delay honestly, apologise without sounding defensive, and offer her a ' +
-  `ten percent discount on her next order. She asked to be contacted at ${EMAIL}, or by phone on ${PHONE} if ` +
-  'anything is unclear. Keep the tone warm but professional, and keep it short.';
+  `opened the parcel (order reference ${100_000_000 + n}). We have approved a full replacement, but the warehouse ` +
+  'needs five more working days before the new set can ship. Please explain the delay honestly, apologise without ' +
+  'sounding defensive, and offer her a ten percent discount on her next order. She asked to be contacted at ' +
+  `${EMAIL}, or by phone on ${PHONE} if anything is unclear. Keep the tone warm but professional, and keep it short.`;
+const PROMPT = promptFor(0);
 /** The fake upstream echoes the last user message; privacy must have put both values back. */
-const EXPECTED = `echo: ${PROMPT}`;
-const EXPECTED_JSON = JSON.stringify(EXPECTED);
+const expectedJson = (n: number) => JSON.stringify(`echo: ${promptFor(n)}`);
 // No temperature: 0, so the response cache never answers (checked in verify()).
-const BODY = JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: PROMPT }], max_tokens: 256 });
+const bodyFor = (n: number) =>
+  JSON.stringify({ model: 'fake-model', messages: [{ role: 'user', content: promptFor(n) }], max_tokens: 256 });
+/** The serial a response echoes back (each body is checked against the prompt it was sent). */
+const SERIAL = /order reference (\d{9})/;
 const HEADERS = { 'content-type': 'application/json', authorization: 'Bearer sk-bench-not-a-real-key' };
 /** One response body in this many is parsed for its `tandem.checks` latencies. */
 const SAMPLE_EVERY = 8;
@@ -89,20 +102,30 @@ interface CheckTime {
   sampled: number;
 }
 
-interface Row {
+/**
+ * A load level: `connections` clients in autocannon's closed loop (each sends its next request when the last one
+ * is answered: the server runs flat out, so latency is mostly queueing and measures capacity), or, with `rate`,
+ * requests arriving at `rate` per second over those connections (bench/lib/paced.ts: an offered load the server
+ * carries, so latency is mostly service time).
+ */
+interface Level {
+  connections: number;
+  rate?: number;
+}
+const levelKey = (l: Level) => (l.rate ? `${l.connections}@${l.rate}` : `${l.connections}`);
+const levelName = (l: Level) =>
+  l.rate
+    ? `${l.connections} connections, ${l.rate} req/s offered (Poisson arrivals)`
+    : `${l.connections} connection${l.connections === 1 ? '' : 's'}, closed loop`;
+
+interface Row extends LoadCounts {
   config: ConfigId;
   connections: number;
-  rps: number;
+  /** levelKey of the load level. */
+  level: string;
   p50: number;
   p99: number;
   mean: number;
-  total: number;
-  ok2xx: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  mismatches: number;
-  statusCodes: Record<string, number>;
   /** Tandem's own view: mean of tandem_request_duration_seconds over the run. */
   serverMeanMs: number | null;
   cpuMsPerReq: number | null;
@@ -133,11 +156,13 @@ export async function run(argv: string[]): Promise<number> {
       duration: { type: 'string', default: '10' },
       'single-duration': { type: 'string' },
       connections: { type: 'string', default: '32' },
+      rate: { type: 'string', default: '300' },
       warmup: { type: 'string', default: '2' },
       rounds: { type: 'string', default: '3' },
       configs: { type: 'string', default: CONFIGS.join(',') },
       'no-single': { type: 'boolean', default: false },
       'no-build': { type: 'boolean', default: false },
+      profile: { type: 'boolean', default: false },
       'enforce-goals': { type: 'boolean', default: false },
     },
     strict: true,
@@ -149,14 +174,20 @@ export async function run(argv: string[]): Promise<number> {
   const warmup = Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error('--warmup must be a number >= 0');
   const configs = list(values.configs, CONFIGS, 'configs');
-  const levels = values['no-single'] || connections === 1 ? [connections] : [connections, 1];
+  const rate = Number(values.rate);
+  if (!Number.isFinite(rate) || rate < 0) throw new Error('--rate must be a number >= 0 (0: no fixed-rate level)');
+  const levels: Level[] = [
+    { connections },
+    ...(rate > 0 ? [{ connections, rate }] : []),
+    ...(values['no-single'] || connections === 1 ? [] : [{ connections: 1 }]),
+  ];
   const threshold = values.threshold === undefined ? undefined : Number(values.threshold);
   if (threshold !== undefined && !(threshold >= 0 && threshold <= 1)) throw new Error('--threshold must be 0..1');
 
   const cls = classifierInfo(values.classifier, values.labels, threshold);
   const prompt = await promptFacts(cls);
 
-  const perRun = (c: number) => warmup + (c === 1 ? singleDuration : duration) + 5;
+  const perRun = (l: Level) => warmup + (l.connections === 1 ? singleDuration : duration) + 5;
   const budgetMs = 120_000 + rounds * configs.length * levels.reduce((a, c) => a + perRun(c), 0) * 1000;
   const watchdog = setTimeout(() => {
     console.error(`bench guard: exceeded its ${Math.round(budgetMs / 1000)} s budget, killing children`);
@@ -166,6 +197,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const children: Child[] = [];
   const files: string[] = [];
+  const profDirs = new Map<string, { dir: string; child: Child }>();
   try {
     if (!values['no-build']) ensureBuild();
     mkdirSync(TMP, { recursive: true });
@@ -184,7 +216,9 @@ export async function run(argv: string[]): Promise<number> {
         const file = join(TMP, `guard-${id}-${process.pid}.json`);
         writeFileSync(file, JSON.stringify(tandemConfig(id, fakeUrl, cls), null, 2));
         files.push(file);
-        const t = await startTandem({ config: file, name: `tandem-${id}` });
+        const profDir = values.profile ? join(TMP, `prof-${id}-${Date.now()}`) : undefined;
+        const t = await startTandem({ config: file, name: `tandem-${id}`, profDir });
+        if (profDir) profDirs.set(id, { dir: profDir, child: t.child });
         children.push(t.child);
         return { id, url: t.url, child: t.child };
       }),
@@ -207,7 +241,7 @@ export async function run(argv: string[]): Promise<number> {
 
     const loadBefore = os.loadavg();
     console.log(
-      `\nload: ${levels.map((c) => `${c} connection(s) x ${c === 1 ? singleDuration : duration} s`).join(', ')} per run after a ${warmup} s warm-up, ${rounds} round(s); ${os.cpus().length} CPUs, loadavg ${fmtLoad(loadBefore)}`,
+      `\nload: ${levels.map((l) => `${levelName(l)} x ${l.connections === 1 ? singleDuration : duration} s`).join('; ')} per run after a ${warmup} s warm-up, ${rounds} round(s); ${os.cpus().length} CPUs, loadavg ${fmtLoad(loadBefore)}`,
     );
     const runs: (Row & { round: number })[] = [];
     for (let round = 0; round < rounds; round++) {
@@ -215,7 +249,7 @@ export async function run(argv: string[]): Promise<number> {
       const order = round % 2 === 0 ? targets : [...targets].reverse();
       for (const c of levels) {
         for (const t of order) {
-          const seconds = c === 1 ? singleDuration : duration;
+          const seconds = c.connections === 1 ? singleDuration : duration;
           if (warmup > 0) await load(t, c, warmup);
           const m0 = await scrape(t);
           const cpu0 = cpuMs(t.child.proc.pid);
@@ -235,7 +269,7 @@ export async function run(argv: string[]): Promise<number> {
             .map(([k, v]) => `${k} ${fmt(v.sampledP50Ms ?? Number.NaN, 2)} ms`)
             .join(', ');
           console.log(
-            `  ${t.id.padEnd(11)} c=${String(c).padEnd(3)} ${fmt(r.rps, 0).padStart(6)} req/s  p50 ${fmt(r.p50, 2)} ms  p99 ${fmt(r.p99, 2)} ms  CPU ${fmt(r.cpuMsPerReq ?? Number.NaN, 3)} ms/req${own ? `  (${own})` : ''}${r.flagged ? `  FLAGGED ${problems(r)}` : ''}`,
+            `  ${t.id.padEnd(11)} c=${levelKey(c).padEnd(5)} ${fmt(r.rps, 0).padStart(6)} req/s  p50 ${fmt(r.p50, 2)} ms  p99 ${fmt(r.p99, 2)} ms  CPU ${fmt(r.cpuMsPerReq ?? Number.NaN, 3)} ms/req${own ? `  (${own})` : ''}${r.flagged ? `  FLAGGED ${problems(r)}` : ''}`,
           );
           await sleep(500);
         }
@@ -256,10 +290,29 @@ export async function run(argv: string[]): Promise<number> {
       loadAfter,
       promptScores,
     });
-    for (const c of levels) console.log(`\n${c} connection(s)\n${table(rows.filter((r) => r.connections === c))}`);
+    for (const c of levels) console.log(`\n${levelName(c)}\n${table(rows.filter((r) => r.level === levelKey(c)))}`);
     console.log(`\n${report.summaryLines.join('\n')}`);
 
-    const complete = CONFIGS.every((c) => configs.includes(c)) && levels.includes(1);
+    if (values.profile) {
+      // Each server's own CPU profile under the same load: where the guard's added time goes.
+      const parts: string[] = [];
+      for (const [id, { dir, child }] of profDirs) {
+        await child.stop('SIGINT', 15_000);
+        const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+        if (!prof) throw new Error(`no .cpuprofile written in ${dir}`);
+        parts.push(
+          `## ${id}\nprofile file: ${join(dir, prof)}\n\n${formatProfile(summariseProfile(join(dir, prof), ROOT))}`,
+        );
+      }
+      const out = join(ROOT, 'reports', 'bench-guard-profile.txt');
+      writeFileSync(
+        out,
+        `Tandem CPU profiles under autocannon load, ${new Date().toISOString()}\n\n${parts.join('\n\n')}\n`,
+      );
+      console.log(`\nwrote ${out} (profile mode writes no bench report)`);
+      return 0;
+    }
+    const complete = CONFIGS.every((c) => configs.includes(c)) && levels.some((l) => l.connections === 1) && rate > 0;
     if (complete) writeReports(report.json, rows, report);
     else console.log('\n(partial run: --configs/--no-single narrowed, reports/bench-guard.json not written)');
 
@@ -412,7 +465,7 @@ async function verify(t: Target): Promise<{ summary: string; scores?: Record<str
   const r = await fetch(`${t.url}/v1/chat/completions`, {
     method: 'POST',
     headers: HEADERS,
-    body: BODY,
+    body: bodyFor(0),
     signal: AbortSignal.timeout(10_000),
   });
   const text = await r.text();
@@ -424,8 +477,8 @@ async function verify(t: Target): Promise<{ summary: string; scores?: Record<str
     return fail('not JSON', text) as never;
   }
   const content = parsed.choices?.[0]?.message?.content;
-  if (content !== EXPECTED) fail(`content ${JSON.stringify(content)} is not the restored echo`, text);
-  if (!text.includes(EXPECTED_JSON)) fail('the echo is not in the body as JSON.stringify writes it', text);
+  if (content !== `echo: ${PROMPT}`) fail(`content ${JSON.stringify(content)} is not the restored echo`, text);
+  if (!text.includes(expectedJson(0))) fail('the echo is not in the body as JSON.stringify writes it', text);
   if (parsed.tandem?.cache === 'hit') fail('answered from the response cache', text);
   const checks = parsed.tandem?.checks ?? [];
   const has = (id: string, hook: string) => checks.find((c) => c.id === id && c.hook === hook);
@@ -447,7 +500,7 @@ async function verify(t: Target): Promise<{ summary: string; scores?: Record<str
 }
 
 interface Loaded {
-  res: Result;
+  res: LoadCounts;
   /** Response time of every 2xx response, ms, unrounded (autocannon's own histogram has 1 ms resolution). */
   times: number[];
   /** `id@hook` -> sampled latency_ms. */
@@ -457,33 +510,58 @@ interface Loaded {
 /** autocannon emits every response with its time in fractional ms; its own percentiles are whole milliseconds. */
 type Tracker = { on(e: 'response', f: (client: unknown, status: number, bytes: number, ms: number) => void): void };
 
-async function load(t: Target, connections: number, seconds: number, measure = false): Promise<Loaded> {
-  const times: number[] = [];
+let serial = 0;
+
+/** Whether a body is the restored echo of the prompt it answers (its serial says which). */
+function echoOk(b: string): boolean {
+  const m = SERIAL.exec(b);
+  return m !== null && b.includes(expectedJson(Number(m[1]) - 100_000_000));
+}
+
+async function load(t: Target, level: Level, seconds: number, measure = false): Promise<Loaded> {
   const sampled = new Map<string, number[]>();
   let n = 0;
+  const sample = (b: string) => {
+    if (!measure || t.id === 'passthrough' || n++ % SAMPLE_EVERY !== 0) return;
+    try {
+      for (const c of (JSON.parse(b) as { tandem?: { checks?: CheckReport[] } }).tandem?.checks ?? []) {
+        const k = `${c.id}@${c.hook}`;
+        sampled.set(k, [...(sampled.get(k) ?? []), c.latency_ms]);
+      }
+    } catch {
+      // A body that is not JSON fails the echo check.
+    }
+  };
+  if (level.rate) {
+    // The same arrival schedule for every target (seeded by round-independent level), unique prompts as always.
+    const r = await paced({
+      origin: t.url,
+      path: '/v1/chat/completions',
+      headers: HEADERS,
+      body: () => bodyFor(++serial),
+      connections: level.connections,
+      rate: level.rate,
+      seconds,
+      seed: 12345,
+      verifyBody: echoOk,
+      onBody: sample,
+    });
+    const res: LoadCounts = { ...r, total: r.sent, timeouts: 0 };
+    return { res, times: r.times, sampled };
+  }
+  const times: number[] = [];
   const instance = autocannon({
     url: `${t.url}/v1/chat/completions`,
     method: 'POST',
     headers: HEADERS,
-    body: BODY,
-    connections,
+    // A new serial per request, across runs and rounds: the servers never see the same prompt twice.
+    requests: [{ setupRequest: (req) => ({ ...req, body: bodyFor(++serial) }) }],
+    connections: level.connections,
     duration: seconds,
     timeout: 10,
     verifyBody: (b) => {
-      if (measure && t.id !== 'passthrough' && n++ % SAMPLE_EVERY === 0) {
-        try {
-          const checks = (JSON.parse(b) as { tandem?: { checks?: CheckReport[] } }).tandem?.checks ?? [];
-          for (const c of checks) {
-            const k = `${c.id}@${c.hook}`;
-            const arr = sampled.get(k) ?? [];
-            arr.push(c.latency_ms);
-            sampled.set(k, arr);
-          }
-        } catch {
-          // A body that is not JSON fails the check below.
-        }
-      }
-      return b.includes(EXPECTED_JSON);
+      sample(b);
+      return echoOk(b);
     },
   });
   if (measure)
@@ -492,7 +570,8 @@ async function load(t: Target, connections: number, seconds: number, measure = f
     });
   const hard = setTimeout(() => instance.stop(), (seconds + 20) * 1000);
   try {
-    return { res: await instance, times, sampled };
+    const res = autocannonCounts(await instance);
+    return { res, times, sampled };
   } finally {
     clearTimeout(hard);
   }
@@ -554,10 +633,9 @@ function percentile(sorted: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] as number;
 }
 
-function toRow(config: ConfigId, connections: number, l: Loaded, m0: Scrape, m1: Scrape): Row {
+function toRow(config: ConfigId, level: Level, l: Loaded, m0: Scrape, m1: Scrape): Row {
   const r = l.res;
   const times = [...l.times].sort((a, b) => a - b);
-  const statusCodes = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, Number(v.count)]));
   const checks: Record<string, CheckTime> = {};
   let serverMeanMs: number | null = null;
   for (const [key, after] of m1.hist) {
@@ -581,18 +659,19 @@ function toRow(config: ConfigId, connections: number, l: Loaded, m0: Scrape, m1:
   }
   const row: Row = {
     config,
-    connections,
-    rps: r.requests.average,
+    connections: level.connections,
+    level: levelKey(level),
+    rps: r.rps,
     p50: percentile(times, 0.5),
     p99: percentile(times, 0.99),
     mean: times.length ? times.reduce((a, b) => a + b, 0) / times.length : Number.NaN,
-    total: r.requests.total,
-    ok2xx: r['2xx'],
+    total: r.total,
+    ok2xx: r.ok2xx,
     non2xx: r.non2xx,
     errors: r.errors,
     timeouts: r.timeouts,
     mismatches: r.mismatches,
-    statusCodes,
+    statusCodes: r.statusCodes,
     serverMeanMs,
     cpuMsPerReq: null,
     cpuCores: null,
@@ -610,7 +689,7 @@ const problems = (r: Row) =>
 function medianRows(runs: Row[]): Row[] {
   const groups = new Map<string, Row[]>();
   for (const r of runs) {
-    const key = `${r.config} ${r.connections}`;
+    const key = `${r.config} ${r.level}`;
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   const med = (xs: (number | null)[]) => {
@@ -635,6 +714,7 @@ function medianRows(runs: Row[]): Row[] {
     return {
       config: first.config,
       connections: first.connections,
+      level: first.level,
       rps: median(g.map((r) => r.rps)),
       p50: median(g.map((r) => r.p50)),
       p99: median(g.map((r) => r.p99)),
@@ -698,7 +778,7 @@ interface Info {
   duration: number;
   singleDuration: number;
   connections: number;
-  levels: number[];
+  levels: Level[];
   warmup: number;
   rounds: number;
   loadBefore: number[];
@@ -711,7 +791,7 @@ const round = (n: number | null | undefined, d = 2) =>
 
 interface Added {
   config: ConfigId;
-  connections: number;
+  level: Level;
   p50: number;
   p99: number;
   /** guarded - passthrough within each round (same round, adjacent runs), then their median. */
@@ -721,7 +801,7 @@ interface Added {
 }
 
 function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info) {
-  const get = (c: ConfigId, n: number) => rows.find((r) => r.config === c && r.connections === n);
+  const get = (c: ConfigId, l: Level) => rows.find((r) => r.config === c && r.level === levelKey(l));
   const added: Added[] = [];
   for (const n of info.levels) {
     const base = get('passthrough', n);
@@ -731,13 +811,13 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
       if (!g) continue;
       const paired: number[] = [];
       for (let k = 1; k <= info.rounds; k++) {
-        const a = runs.find((r) => r.round === k && r.config === c && r.connections === n);
-        const b = runs.find((r) => r.round === k && r.config === 'passthrough' && r.connections === n);
+        const a = runs.find((r) => r.round === k && r.config === c && r.level === levelKey(n));
+        const b = runs.find((r) => r.round === k && r.config === 'passthrough' && r.level === levelKey(n));
         if (a && b) paired.push(a.p50 - b.p50);
       }
       added.push({
         config: c,
-        connections: n,
+        level: n,
         p50: g.p50 - base.p50,
         p99: g.p99 - base.p99,
         pairedP50: paired,
@@ -746,16 +826,22 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
       });
     }
   }
-  const find = (c: ConfigId, n: number) => added.find((a) => a.config === c && a.connections === n);
-  const headline = find('guard', info.connections);
-  const single = find('guard', 1);
+  const find = (c: ConfigId, l: Level | undefined) =>
+    l ? added.find((a) => a.config === c && levelKey(a.level) === levelKey(l)) : undefined;
+  // The goal is latency at 32 connections under a load the server carries: the fixed-rate level. The closed loop
+  // (saturation) is reported beside it as the guard's cost in capacity.
+  const goalLevel = info.levels.find((l) => l.connections === info.connections && l.rate);
+  const closed = info.levels.find((l) => l.connections === info.connections && !l.rate) as Level;
+  const headline = find('guard', goalLevel);
+  const saturated = find('guard', closed);
+  const single = find('guard', { connections: 1 });
   const goalMet = headline ? headline.p50 <= GOAL_ADDED_P50_MS : undefined;
 
   const lines: string[] = [];
   const verdict = (x: number) => (x <= GOAL_ADDED_P50_MS ? 'met' : 'NOT met');
   for (const a of added) {
     lines.push(
-      `${a.config} at ${a.connections} connection(s): added p50 ${sign(a.p50)} ms (per round ${a.pairedP50.map((x) => sign(x)).join(', ')}), added p99 ${sign(a.p99)} ms, added server CPU ${sign(a.cpuMsPerReq ?? Number.NaN, 3)} ms/req, added Tandem-side mean ${sign(a.serverMeanMs ?? Number.NaN)} ms${a.config === 'guard' ? ` — goal p50 <= ${GOAL_ADDED_P50_MS} ms: ${a.connections === info.connections ? verdict(a.p50) : `${verdict(a.p50)} (without queueing)`}` : ''}`,
+      `${a.config} at ${levelName(a.level)}: added p50 ${sign(a.p50)} ms (per round ${a.pairedP50.map((x) => sign(x)).join(', ')}), added p99 ${sign(a.p99)} ms, added server CPU ${sign(a.cpuMsPerReq ?? Number.NaN, 3)} ms/req, added Tandem-side mean ${sign(a.serverMeanMs ?? Number.NaN)} ms${a.config === 'guard' && a === headline ? ` — goal p50 <= ${GOAL_ADDED_P50_MS} ms: ${verdict(a.p50)}` : ''}`,
     );
   }
   for (const n of info.levels) {
@@ -767,18 +853,13 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
         ([k, c]) =>
           `${k} p50 ${fmt(c.sampledP50Ms ?? Number.NaN, 2)} ms (mean ${fmt(c.meanMs ?? Number.NaN, 2)} ms from /metrics)`,
       );
-    lines.push(`per-check time, guard config, ${n} connection(s): ${parts.join('; ')}`);
+    lines.push(`per-check time, guard config, ${levelName(n)}: ${parts.join('; ')}`);
   }
-  if (headline && single && single.p50 > 0 && headline.p50 > 1.5 * single.p50) {
+  const base = get('passthrough', closed);
+  const guarded = get('guard', closed);
+  if (saturated?.cpuMsPerReq && base && guarded) {
     lines.push(
-      `at ${info.connections} connections most of the added latency is queueing: onnxruntime-node runs the classifier synchronously on Tandem's event loop, so concurrent requests wait for each other's inference (added p50 ${fmt(single.p50, 2)} ms at 1 connection vs ${fmt(headline.p50, 2)} ms at ${info.connections})`,
-    );
-  }
-  const base = get('passthrough', info.connections);
-  const guarded = get('guard', info.connections);
-  if (headline?.cpuMsPerReq && base && guarded) {
-    lines.push(
-      `at ${info.connections} connections autocannon's closed loop keeps Tandem's one event loop busy (passthrough ${fmt(base.cpuCores ?? Number.NaN, 2)} cores, guard ${fmt(guarded.cpuCores ?? Number.NaN, 2)}; autocannon, the fake upstream and other load share the rest): latency ~ connections / req/s, so each ms of CPU the guard adds per request costs ~${info.connections} ms of p50 (${info.connections} x ${fmt(headline.cpuMsPerReq, 2)} ms = ${fmt(info.connections * headline.cpuMsPerReq, 0)} ms predicted, ${fmt(headline.p50, 0)} ms measured); ${GOAL_ADDED_P50_MS} ms at ${info.connections} connections needs <= ${fmt(GOAL_ADDED_P50_MS / info.connections, 2)} ms of added CPU per request, or inference off the event loop`,
+      `capacity: in the closed loop at ${info.connections} connections the guard config serves ${fmt(guarded.rps, 0)} req/s against passthrough's ${fmt(base.rps, 0)} (x${fmt(guarded.rps / base.rps, 2)}). There the machine runs flat out (autocannon, the fake upstream and Tandem share ${os.cpus().length} cores), latency ~ connections / req/s, and each ms of CPU the guard adds per request costs ~${info.connections} ms of p50 (${info.connections} x ${fmt(saturated.cpuMsPerReq, 2)} ms = ${fmt(info.connections * saturated.cpuMsPerReq, 0)} ms predicted, ${fmt(saturated.p50, 0)} ms measured): that figure is the guard's price in throughput, not its latency`,
     );
   }
   if (info.cls.standIn)
@@ -856,7 +937,11 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
     plugin_order:
       'privacy then guard, as in examples/guard.yaml: on the prompt privacy redacts first and the classifier reads the redacted text; on the answer privacy restores first and the output classifier reads the restored text',
     connections: info.connections,
-    levels: info.levels,
+    levels: info.levels.map((l) => ({
+      key: levelKey(l),
+      connections: l.connections,
+      rate_per_connection: l.rate ?? null,
+    })),
     duration_s: info.duration,
     single_duration_s: info.singleDuration,
     warmup_s: info.warmup,
@@ -864,11 +949,14 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
     tandem_log_level: 'warn',
     latency_source:
       'per-response times from autocannon response events (fractional ms); autocannon’s own percentiles are whole ms',
-    goal: `added p50 (guard - passthrough) <= ${GOAL_ADDED_P50_MS} ms at ${info.connections} connections`,
+    goal: `added p50 (guard - passthrough) <= ${GOAL_ADDED_P50_MS} ms at ${goalLevel ? levelName(goalLevel) : `${info.connections} connections`}`,
+    goal_level: goalLevel ? levelKey(goalLevel) : null,
     goal_met: goalMet ?? null,
     added_ms: added.map((a) => ({
       config: a.config,
-      connections: a.connections,
+      level: levelKey(a.level),
+      connections: a.level.connections,
+      rate_per_connection: a.level.rate ?? null,
       p50: round(a.p50, 3),
       p99: round(a.p99, 3),
       p50_per_round: a.pairedP50.map((x) => round(x, 3)),
@@ -876,12 +964,14 @@ function buildReport(rows: Row[], runs: (Row & { round: number })[], info: Info)
       server_mean: round(a.serverMeanMs, 3),
     })),
     single_connection_added_p50_ms: round(single?.p50, 3),
+    saturated_added_p50_ms: round(saturated?.p50, 3),
+    saturated_rps_ratio: round((guarded?.rps ?? Number.NaN) / (base?.rps ?? Number.NaN), 3),
     rows: rows.map(rowJson),
     runs: runs.map((r) => ({ round: r.round, ...rowJson(r) })),
     summary: lines,
     note: 'Load generator (autocannon), fake upstream and the three Tandem servers share the same CPUs. Tandem logs at warn; the body is not cacheable (no temperature 0), so every request goes upstream.',
   };
-  return { json, summaryLines: lines, goalMet, added };
+  return { json, summaryLines: lines, goalMet, added, goalLevel, levels: info.levels };
 }
 
 const sign = (x: number, d = 2) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${x.toFixed(d)}` : 'n/a');
@@ -910,18 +1000,20 @@ function writeReports(json: Record<string, unknown>, rows: Row[], report: Return
     redacted_tokens: number;
     guard_pieces: { tokens: number }[];
   };
-  const levels = json.levels as number[];
+  const levels = report.levels;
   const conns = json.connections as number;
+  const isGoal = (a: Added) =>
+    a.config === 'guard' && report.goalLevel && levelKey(a.level) === levelKey(report.goalLevel);
   const addedRows = report.added.map(
     (a) =>
-      `| ${a.config} | ${a.connections} | ${sign(a.p50)} | ${sign(a.p99)} | ${a.pairedP50.map((x) => sign(x)).join(', ')} | ${sign(a.cpuMsPerReq ?? Number.NaN, 3)} | ${a.config === 'guard' ? (a.p50 <= GOAL_ADDED_P50_MS ? 'met' : '**NOT met**') + (a.connections === conns ? '' : ' (no queueing)') : '-'} |`,
+      `| ${a.config} | ${levelName(a.level)} | ${sign(a.p50)} | ${sign(a.p99)} | ${a.pairedP50.map((x) => sign(x)).join(', ')} | ${sign(a.cpuMsPerReq ?? Number.NaN, 3)} | ${isGoal(a) ? (a.p50 <= GOAL_ADDED_P50_MS ? '**met**' : '**NOT met**') : '-'} |`,
   );
   const checkRows: string[] = [];
   for (const r of rows) {
     if (r.config === 'passthrough') continue;
     for (const [k, c] of Object.entries(r.checks))
       checkRows.push(
-        `| ${r.config} | ${r.connections} | \`${k}\` | ${fmt(c.sampledP50Ms ?? Number.NaN, 2)} | ${fmt(c.meanMs ?? Number.NaN, 3)} | ${fmt(c.bucketP50Ms ?? Number.NaN, 2)} | ${c.count} |`,
+        `| ${r.config} | ${r.level} | \`${k}\` | ${fmt(c.sampledP50Ms ?? Number.NaN, 2)} | ${fmt(c.meanMs ?? Number.NaN, 3)} | ${fmt(c.bucketP50Ms ?? Number.NaN, 2)} | ${c.count} |`,
       );
   }
   const mdPath = join(ROOT, 'docs', 'bench-guard.md');
@@ -933,28 +1025,35 @@ function writeReports(json: Record<string, unknown>, rows: Row[], report: Return
 Generated by \`npm run bench -- guard\` on ${json.date}; do not edit by hand. Raw numbers: \`reports/bench-guard.json\`.
 
 **Goal**: the guard (safety classifier on the prompt + privacy PII redact/restore) adds at most ${GOAL_ADDED_P50_MS} ms to the p50
-latency at ${conns} connections, 200-token prompt. **Result: ${report.goalMet === undefined ? 'not evaluated' : report.goalMet ? 'MET' : 'NOT met'}.**
+latency at ${conns} connections, 200-token prompt, measured at ${report.goalLevel ? levelName(report.goalLevel) : 'a fixed rate'}. **Result: ${report.goalMet === undefined ? 'not evaluated' : report.goalMet ? 'MET' : 'NOT met'}.**
+
+Why a fixed rate: in autocannon's closed loop every connection sends its next request the moment the last is
+answered, so the server (and this 2-core machine, which also runs autocannon and the fake upstream) runs flat out
+and a request's latency is mostly time queued behind the other ${conns - 1}: latency ~ ${conns} / throughput. That run
+measures what the guard costs in capacity, and is reported below (first table, and "capacity" in the summary). The
+latency a request pays for the guard is measured with the same ${conns} connections at an offered load both servers
+carry (${report.goalLevel?.rate ?? '-'} req/s in all, Poisson arrivals, each request's latency counted from its arrival).
 
 Classifier: \`${cls.model}\`${cls.stand_in ? ` — a **stand-in**: \`${SAFETY}\` was not in models/ when this ran (a similar size class on the same runtime, so the timing is indicative, not that model's own; its verdicts are not safety verdicts)` : ''}; ${cls.onnx_mb} MB ONNX, reads at most ${cls.max_length_tokens} tokens.
 
 Three Tandem servers side by side, each its own process on 127.0.0.1, in front of one fake upstream (its own process,
 non-streaming JSON that echoes the prompt): **passthrough** (no plugins), **guard** (privacy with its defaults, then the
-guard classifier on the input, as ordered in examples/guard.yaml) and **guard-out** (the same with the classifier on the answer too). One fixed prompt of
-${p.tokens} tokens (${p.chars} characters; counted with the classifier's tokenizer) holding ${p.pii.join(' and ')}: privacy
+guard classifier on the input, as ordered in examples/guard.yaml) and **guard-out** (the same with the classifier on the answer too). A prompt of
+${p.tokens} tokens (${p.chars} characters; counted with the classifier's tokenizer) (a serial unique to each request inside it, so no cache sees a prompt twice) holding ${p.pii.join(' and ')}: privacy
 redacts both before the request goes upstream and restores them in the answer (every response body is checked for the
 restored echo); the guard classifies the redacted prompt (${p.redacted_tokens} tokens) as ${p.guard_pieces.length} overlapping window(s) in one batch (${p.guard_pieces.map((x) => x.tokens).join(' + ')} tokens).
-autocannon, ${levels.map((c) => `${c} connection(s) for ${c === 1 ? json.single_duration_s : json.duration_s} s`).join(' and ')} per run after a ${json.warmup_s} s warm-up, ${json.rounds} rounds (order
+autocannon, ${levels.map((c) => `${levelName(c)} for ${c.connections === 1 ? json.single_duration_s : json.duration_s} s`).join('; ')} per run after a ${json.warmup_s} s warm-up, ${json.rounds} rounds (order
 reversed every other round); tables give the median of each figure over the rounds. Latencies are the client's, from
 every response's own time (autocannon's percentiles are whole milliseconds). "Tandem-side mean" is the mean of
 \`tandem_request_duration_seconds\` over the run; "guard checks p50" is the median \`latency_ms\` of the guard's checks
 in one response in ${SAMPLE_EVERY} (request hook, plus response hook for guard-out). Node ${json.node}, ${json.cpus} CPUs (${json.cpu_model}), load
 average ${(json.loadavg_before as number[]).join(' ')} before and ${(json.loadavg_after as number[]).join(' ')} after.
 
-${levels.map((c) => `## ${c} connection${c === 1 ? ' (the per-request cost without queueing)' : 's'}\n\n${mdTable(rows.filter((r) => r.connections === c))}`).join('\n\n')}
+${levels.map((c) => `## ${levelName(c)}${c.connections === 1 ? ' (the per-request cost without queueing)' : c.rate ? ' (the goal)' : ' (capacity)'}\n\n${mdTable(rows.filter((r) => r.level === levelKey(c)))}`).join('\n\n')}
 
 ## Added latency (guarded - passthrough)
 
-| config | connections | added p50 ms | added p99 ms | added p50 per round | added Tandem CPU ms/req | goal p50 <= ${GOAL_ADDED_P50_MS} ms |
+| config | load | added p50 ms | added p99 ms | added p50 per round | added Tandem CPU ms/req | goal p50 <= ${GOAL_ADDED_P50_MS} ms |
 |---|--:|--:|--:|---|--:|---|
 ${addedRows.join('\n')}
 
@@ -962,11 +1061,11 @@ ${addedRows.join('\n')}
 
 \`sampled p50\`: median \`tandem.checks[].latency_ms\` over the sampled responses; \`mean\`: sum / count of
 \`tandem_plugin_duration_seconds\` from /metrics over the run; \`bucket p50\`: the same histogram's p50 interpolated within
-its buckets (0.1, 0.5, 1, 2.5, 5 ms ...), coarse. Under ${conns} connections a check's time includes waiting for the event loop
-(other requests' inference runs on it), so the 1-connection figures are the checks' own cost. Privacy reports one outcome
+its buckets (0.1, 0.5, 1, 2.5, 5 ms ...), coarse. In the closed loop at ${conns} connections a check's time includes waiting for
+the event loop (other requests run on it), so the fixed-rate and 1-connection figures are closer to the checks' own cost. Privacy reports one outcome
 per detector that found something (\`privacy.email\`, \`privacy.phone\`), each with its own scan time.
 
-| config | connections | check@hook | sampled p50 ms | mean ms | bucket p50 ms | checks |
+| config | load | check@hook | sampled p50 ms | mean ms | bucket p50 ms | checks |
 |---|--:|---|--:|--:|--:|--:|
 ${checkRows.join('\n')}
 

@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import { type Child, freePort, startChild, waitForHttp } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
-import { cpuMs, fmt, fmtLoad, median, positive, sleep } from './lib/measure.js';
+import { autocannonCounts, cpuMs, fmt, fmtLoad, type LoadCounts, median, positive, sleep } from './lib/measure.js';
 import { ensureBuild, ROOT, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
 
@@ -41,19 +41,11 @@ interface Target {
   headers: Record<string, string>;
 }
 
-interface Row {
+interface Row extends LoadCounts {
   target: TargetId;
   mode: Mode;
-  rps: number;
   p50: number;
   p99: number;
-  total: number;
-  ok2xx: number;
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  mismatches: number;
-  statusCodes: Record<string, number>;
   /** CPU time (user+sys) the proxy process spent per completed request; for `direct`, the fake upstream's. */
   cpuMsPerReq: number | null;
   /** CPU share of one core the proxy process used during the run (1 = one full core). */
@@ -387,20 +379,12 @@ async function load(t: Target, mode: Mode, connections: number, seconds: number)
 }
 
 function toRow(target: TargetId, mode: Mode, r: Result): Row {
-  const statusCodes = Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, Number(v.count)]));
   const row: Row = {
     target,
     mode,
-    rps: r.requests.average,
+    ...autocannonCounts(r),
     p50: r.latency.p50,
     p99: r.latency.p99,
-    total: r.requests.total,
-    ok2xx: r['2xx'],
-    non2xx: r.non2xx,
-    errors: r.errors,
-    timeouts: r.timeouts,
-    mismatches: r.mismatches,
-    statusCodes,
     cpuMsPerReq: null,
     cpuCores: null,
     flagged: false,

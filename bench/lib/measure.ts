@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import type { Result } from 'autocannon';
 
 /** Parses a CLI flag that must be a positive integer. */
 export function positive(v: string | undefined, name: string): number {
@@ -36,4 +37,31 @@ export function cpuMs(pid: number | undefined): number | null {
   } catch {
     return null;
   }
+}
+
+/** What one load run counted: the fields every bench row shares, from autocannon or the paced client alike. */
+export interface LoadCounts {
+  /** Answered requests per second. */
+  rps: number;
+  total: number;
+  ok2xx: number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  mismatches: number;
+  statusCodes: Record<string, number>;
+}
+
+/** The counts of an autocannon result. */
+export function autocannonCounts(r: Result): LoadCounts {
+  return {
+    rps: r.requests.average,
+    total: r.requests.total,
+    ok2xx: r['2xx'],
+    non2xx: r.non2xx,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    mismatches: r.mismatches,
+    statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, Number(v.count)])),
+  };
 }

@@ -24,6 +24,14 @@ declare module 'autocannon' {
     pipelining?: number;
     verifyBody?: (body: string) => boolean;
     title?: string;
+    /** Request templates cycled per connection; setupRequest may rewrite each request before it is sent. */
+    requests?: { setupRequest?: (req: RequestParams) => RequestParams }[];
+  }
+  interface RequestParams {
+    method?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    body?: string | Buffer;
   }
   export interface Result {
     title?: string;
