@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseGuardAnswer } from '../src/guard/llamaGuard.js';
@@ -238,7 +240,11 @@ describe('what the classifier reads', () => {
       .catch((e: unknown) => e);
     expect((err as APIError).status).toBe(400);
     expect((err as APIError).type).toBe('guardrail_blocked');
-    expect((err as APIError).message).toMatch(/guard\.classifier.*\b(V|H|HR|H2|V2)\b/);
+    // The message names the check and its categories; the scores are in tandem.checks.
+    expect((err as APIError).message).toMatch(
+      /^400 Blocked by guard\.classifier: categories (S|H|V|HR|SH|S3|H2|V2)(, (S|H|V|HR|SH|S3|H2|V2))*$/,
+    );
+    expect((err as APIError).message).toMatch(/\b(V|H)\b/);
     const r = await t.client.chat.completions.create({
       model: 'safety',
       messages: [{ role: 'user', content: 'How do I bake bread at home?' }],
@@ -343,6 +349,19 @@ describe('guard models at start-up', () => {
       },
       { registry },
     );
+
+  test('a corrupt guard model fails closed at start, naming the model and the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-guard-corrupt-'));
+    try {
+      cpSync('models/tandem-safety-classifier', dir, { recursive: true });
+      writeFileSync(join(dir, 'model.onnx'), readFileSync(join(dir, 'model.onnx')).subarray(0, 4096));
+      await expect(refused({ model: dir })).rejects.toThrow(
+        /guard: classifier model '.*' cannot be loaded: .*model\.onnx/,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   test('thresholds for labels the model does not have, or model thresholds it does not ship, are refused', async () => {
     await expect(refused({ model: 'tandem-source-classifier', categoryThresholds: { S: 0.2 } })).rejects.toThrow(

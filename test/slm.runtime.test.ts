@@ -317,6 +317,25 @@ describe('classifier', () => {
     for (const [i, row] of rows.entries()) expect(maxDiff(row, par.batch.logits[i] as number[])).toBeLessThan(1e-4);
   });
 
+  test('concurrent calls share runs and get exactly their own logits', async () => {
+    const texts = [
+      'And God said, Let there be light: and there was light.',
+      'Hydrogen: symbol H, atomic number 1, atomic weight 1.008.',
+      'the act of moving something from one place to another',
+      'A fool and his money are soon parted.',
+      'x',
+      'abandon (v): forsake, leave behind; give up with the intent of never claiming again. '.repeat(3),
+    ];
+    const alone: Float32Array[] = [];
+    for (const t of texts) alone.push(...(await c.logitsOfIds(c.windows(t))));
+    const before = c.runs;
+    const together = await Promise.all(texts.map((t) => c.logitsOfIds(c.windows(t))));
+    expect(c.runs - before).toBeLessThan(texts.length);
+    together.forEach(([row], i) => {
+      expect(maxDiff(row as Float32Array, Array.from(alone[i] as Float32Array))).toBeLessThan(1e-5);
+    });
+  });
+
   test('windows cover every token of a long text, overlapping by a quarter, each within the limit', async () => {
     const text = readFileSync('recipes/eval/chat-heldout.jsonl', 'utf8').slice(0, 20_000);
     const all = new TextTokenizer(readModelFolder(modelDir(CLASSIFIER))).encode(text);

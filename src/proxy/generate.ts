@@ -38,12 +38,17 @@ const checksHeader = (reports: CheckReport[]) =>
     .slice(0, 4000);
 
 function blockedError(blocked: CheckReport[]): HttpError {
-  const ids = [...new Set(blocked.map((b) => b.id))];
-  const why = blocked.map((b) => b.error ?? (b.data ? JSON.stringify(b.data) : '')).filter(Boolean);
-  return new HttpError(400, `Blocked by ${ids.join(', ')}${why.length ? `: ${why.join('; ')}` : ''}`, {
-    type: 'guardrail_blocked',
-    code: 'guardrail_blocked',
-  });
+  // A check that names categories is summarised by them (its scores are in tandem.checks); others by their data.
+  const reason = (b: CheckReport) => {
+    if (b.error) return b.error;
+    const cats = b.data?.categories;
+    if (Array.isArray(cats)) return `categories ${cats.join(', ')}`;
+    return b.data ? JSON.stringify(b.data) : '';
+  };
+  const parts = new Map<string, string>();
+  for (const b of blocked) if (!parts.has(b.id)) parts.set(b.id, reason(b));
+  const message = [...parts].map(([id, why]) => (why ? `${id}: ${why}` : id)).join('; ');
+  return new HttpError(400, `Blocked by ${message}`, { type: 'guardrail_blocked', code: 'guardrail_blocked' });
 }
 
 /** POST /v1/chat/completions and /v1/completions: validation, routing, plugins, cache, upstream, relay. */
