@@ -32,11 +32,11 @@ import { DETECTOR_BY_NAME, DETECTORS, detect } from '../src/plugins/privacy/dete
 import { Classifier as SlmClassifier } from '../src/slm/classifier.js';
 import { readModelFolder } from '../src/slm/folder.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
-import { type Child, startChild } from './lib/children.js';
+import type { Child } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
 import { autocannonCounts, cpuMs, fmt, fmtLoad, type LoadCounts, median, positive, sleep } from './lib/measure.js';
 import { paced } from './lib/paced.js';
-import { ensureBuild, ROOT, startTandem } from './lib/tandemChild.js';
+import { ensureBuild, ROOT, startFakeUpstream, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
 
 const TMP = join(os.tmpdir(), 'tandem-bench');
@@ -202,14 +202,8 @@ export async function run(argv: string[]): Promise<number> {
     if (!values['no-build']) ensureBuild();
     mkdirSync(TMP, { recursive: true });
 
-    const fake = startChild(
-      'fake-upstream',
-      process.execPath,
-      ['--import', 'tsx', join(ROOT, 'bench', 'fakeUpstreamMain.ts')],
-      { cwd: ROOT },
-    );
+    const { url: fakeUrl, child: fake } = await startFakeUpstream();
     children.push(fake);
-    const fakeUrl = (JSON.parse(await fake.waitForLine(/^\{"url"/, 30_000)) as { url: string }).url;
 
     const targets = await Promise.all(
       configs.map(async (id): Promise<Target> => {

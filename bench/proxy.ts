@@ -19,7 +19,7 @@ import autocannon, { type Result } from 'autocannon';
 import { type Child, freePort, startChild, waitForHttp } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
 import { autocannonCounts, cpuMs, fmt, fmtLoad, type LoadCounts, median, positive, sleep } from './lib/measure.js';
-import { ensureBuild, ROOT, startTandem } from './lib/tandemChild.js';
+import { ensureBuild, ROOT, startFakeUpstream, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
 
 /** Generated files (patched Portkey start file, CPU profiles); outside the repo so linters and git never see them. */
@@ -97,14 +97,8 @@ export async function run(argv: string[]): Promise<number> {
     if (targets.includes('tandem') && !values['no-build']) ensureBuild();
     mkdirSync(TMP, { recursive: true });
 
-    const fake = startChild(
-      'fake-upstream',
-      process.execPath,
-      ['--import', 'tsx', join(ROOT, 'bench', 'fakeUpstreamMain.ts')],
-      { cwd: ROOT },
-    );
+    const { url: fakeUrl, child: fake } = await startFakeUpstream();
     children.push(fake);
-    const fakeUrl = (JSON.parse(await fake.waitForLine(/^\{"url"/, 30_000)) as { url: string }).url;
 
     const profDir = join(TMP, `prof-${Date.now()}`);
     const [tandem, portkey] = await Promise.all([

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { z } from 'zod';
 
@@ -30,4 +31,26 @@ export function moderationSamples(dir: string): ModerationSample[] | undefined {
       ) as ModerationSample['labels'];
       return { prompt: row.prompt, labels };
     });
+}
+
+/**
+ * An eval's `--data DIR` and `--model M` flags with the moderation samples they point at; undefined, after saying
+ * so, when the data is absent (the evals skip rather than fail on a machine without the public data).
+ */
+export function moderationRun(
+  suite: string,
+  argv: string[],
+): { samples: ModerationSample[]; model: string | undefined } | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: { data: { type: 'string' }, model: { type: 'string' } },
+    strict: true,
+  });
+  const dir = dataDir(values.data);
+  const samples = moderationSamples(dir);
+  if (!samples) {
+    console.log(`eval ${suite}: skipped, no moderation samples under ${dir} (pass --data DIR)`);
+    return undefined;
+  }
+  return { samples, model: values.model };
 }

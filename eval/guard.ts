@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { Classifier } from '../src/slm/classifier.js';
-import { dataDir, MODERATION_CATEGORIES, type ModerationSample, moderationSamples } from './data.js';
+import { MODERATION_CATEGORIES, type ModerationSample, moderationRun } from './data.js';
 import { publishEval } from './publish.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -141,18 +140,10 @@ interface System {
  * classifier's latency per prompt (batch 1).
  */
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { data: { type: 'string' }, model: { type: 'string' } },
-    strict: true,
-  });
-  const dir = dataDir(values.data);
-  const samples = moderationSamples(dir);
-  if (!samples) {
-    console.log(`eval guard: skipped, no moderation samples under ${dir} (pass --data DIR)`);
-    return 0;
-  }
-  const modelDir = values.model ?? join(ROOT, 'models', MODEL);
+  const args = moderationRun('guard', argv);
+  if (!args) return 0;
+  const { samples } = args;
+  const modelDir = args.model ?? join(ROOT, 'models', MODEL);
   if (!existsSync(join(modelDir, 'model.onnx'))) {
     console.log(`eval guard: skipped, no model at ${modelDir} (build it with recipes/safety_classifier.py)`);
     return 0;

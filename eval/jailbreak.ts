@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import pino from 'pino';
 import {
   DERIVED,
@@ -21,7 +20,7 @@ import type { Unit } from '../src/plugins/jailbreak/scorer.js';
 import type { CheckOutcome, RequestContext } from '../src/plugins/types.js';
 import { ModelRegistry } from '../src/slm/registry.js';
 import { rng } from '../src/slm/sampling.js';
-import { dataDir, MODERATION_CATEGORIES, moderationSamples } from './data.js';
+import { MODERATION_CATEGORIES, moderationRun } from './data.js';
 import { publishEval } from './publish.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -398,18 +397,10 @@ interface Split {
 type Th = { lengthPerPerplexity: number; prefixSuffixPerplexity: number };
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { data: { type: 'string' }, model: { type: 'string' } },
-    strict: true,
-  });
-  const dir = dataDir(values.data);
-  const samples = moderationSamples(dir);
-  if (!samples) {
-    console.log(`eval jailbreak: skipped, no moderation samples under ${dir} (pass --data DIR)`);
-    return 0;
-  }
-  const modelName = values.model ?? DERIVED.model;
+  const args = moderationRun('jailbreak', argv);
+  if (!args) return 0;
+  const { samples } = args;
+  const modelName = args.model ?? DERIVED.model;
   const moderation = [
     ...new Set(samples.filter((s) => !MODERATION_CATEGORIES.some((c) => s.labels[c])).map((s) => s.prompt)),
   ];

@@ -66,3 +66,22 @@ export async function startTandem(o: TandemChildOptions): Promise<{ url: string;
   await waitForHttp(`${url}/healthz`, (s, b) => s === 200 && b.includes('"ok"'), 30_000, child);
   return { url, child };
 }
+
+/** bench/fakeUpstreamMain.ts as its own process (an OpenAI-format echo server on 127.0.0.1); resolves with its URL. */
+export async function startFakeUpstream(): Promise<{ url: string; child: Child }> {
+  const child = startChild(
+    'fake-upstream',
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'bench', 'fakeUpstreamMain.ts')],
+    {
+      cwd: ROOT,
+    },
+  );
+  try {
+    const url = (JSON.parse(await child.waitForLine(/^\{"url"/, 30_000)) as { url: string }).url;
+    return { url, child };
+  } catch (err) {
+    await child.stop('SIGTERM', 5000);
+    throw err;
+  }
+}
