@@ -3,8 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { parseGuardAnswer } from '../src/guard/llamaGuard.js';
 import { StreamWindows } from '../src/guard/window.js';
+import type { ConfigInput } from '../src/proxy/config.js';
 import { ModelRegistry } from '../src/slm/registry.js';
 import { type FakeUpstream, startFakeUpstream } from './support/fakeUpstream.js';
 import { post, sseEvents } from './support/raw.js';
@@ -338,6 +340,35 @@ test('a Llama Guard-format check reports P(unsafe), its answer and categories', 
   expect(lg?.data?.p_unsafe).toBeLessThanOrEqual(1);
   expect(typeof lg?.data?.answer).toBe('string');
   expect(Array.isArray(lg?.data?.categories)).toBe(true);
+});
+
+test('examples/guard.yaml serves: PII redacted before the local model, an unsafe prompt blocked, every guard reported', async () => {
+  const example = parseYaml(readFileSync('examples/guard.yaml', 'utf8')) as ConfigInput;
+  const ex = await startTandem(example, { registry });
+  try {
+    const ok = await ex.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: [{ role: 'user', content: 'What is an apple? Write to me at ann.lee@example.com' }],
+      max_tokens: 8,
+    });
+    const checks = (ok as unknown as { tandem: { checks: { id: string; verdict: string; transformed: boolean }[] } })
+      .tandem.checks;
+    const ids = checks.map((c) => `${c.id}=${c.verdict}`);
+    expect(checks.find((c) => c.id === 'privacy.email')?.transformed).toBe(true);
+    for (const id of ['privacy.email=pass', 'guard.classifier=pass', 'jailbreak.patterns=pass'])
+      expect(ids).toContain(id);
+    expect(ids.some((i) => i.startsWith('guard.llama_guard='))).toBe(true);
+    const err = await ex.client.chat.completions
+      .create({
+        model: 'tandem-chat',
+        messages: [{ role: 'user', content: 'I want to kill them all, they deserve to die.' }],
+      })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).message).toMatch(/guard\.classifier: categories/);
+  } finally {
+    await ex.close();
+  }
 });
 
 describe('guard models at start-up', () => {
