@@ -1027,6 +1027,8 @@ and a request's latency is mostly time queued behind the other ${conns - 1}: lat
 measures what the guard costs in capacity, and is reported below (first table, and "capacity" in the summary). The
 latency a request pays for the guard is measured with the same ${conns} connections at an offered load both servers
 carry (${report.goalLevel?.rate ?? '-'} req/s in all, Poisson arrivals, each request's latency counted from its arrival).
+Read the other way, as p50 in the closed loop, the guard adds ${sign(Number(json.saturated_added_p50_ms))} ms and the
+guarded server carries x${json.saturated_rps_ratio} of passthrough's requests: by that reading the goal is **not** met.
 
 Classifier: \`${cls.model}\`${cls.stand_in ? ` — a **stand-in**: \`${SAFETY}\` was not in models/ when this ran (a similar size class on the same runtime, so the timing is indicative, not that model's own; its verdicts are not safety verdicts)` : ''}; ${cls.onnx_mb} MB ONNX, reads at most ${cls.max_length_tokens} tokens.
 
