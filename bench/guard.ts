@@ -18,7 +18,8 @@
  *
  * Flags: --classifier NAME|PATH (tandem-safety-classifier), --labels a,b (labels that count; default all, `bible`
  * for the tandem-source-classifier stand-in), --threshold P, --duration S (10), --single-duration S (= duration),
- * --connections N (32), --rate R (300: requests per second offered at the fixed-rate level; 0 leaves it out), --warmup S (2), --rounds N (3), --configs passthrough,guard,guard-out, --no-single,
+ * --connections N (32), --rate R[,R...] (300,600: requests per second offered at the fixed-rate levels, the goal read
+ * at the first; 0 leaves them out), --warmup S (2), --rounds N (3), --configs passthrough,guard,guard-out, --no-single,
  * --no-build, --enforce-goals (exit 1 when the goal is missed), --profile (each server under --cpu-prof; writes
  * reports/bench-guard-profile.txt instead of the report).
  */
@@ -156,7 +157,7 @@ export async function run(argv: string[]): Promise<number> {
       duration: { type: 'string', default: '10' },
       'single-duration': { type: 'string' },
       connections: { type: 'string', default: '32' },
-      rate: { type: 'string', default: '300' },
+      rate: { type: 'string', default: '300,600' },
       warmup: { type: 'string', default: '2' },
       rounds: { type: 'string', default: '3' },
       configs: { type: 'string', default: CONFIGS.join(',') },
@@ -174,11 +175,12 @@ export async function run(argv: string[]): Promise<number> {
   const warmup = Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error('--warmup must be a number >= 0');
   const configs = list(values.configs, CONFIGS, 'configs');
-  const rate = Number(values.rate);
-  if (!Number.isFinite(rate) || rate < 0) throw new Error('--rate must be a number >= 0 (0: no fixed-rate level)');
+  const rates = values.rate.split(',').map(Number);
+  if (rates.some((r) => !Number.isFinite(r) || r < 0))
+    throw new Error('--rate must be numbers >= 0, comma separated (0: no fixed-rate level)');
   const levels: Level[] = [
     { connections },
-    ...(rate > 0 ? [{ connections, rate }] : []),
+    ...rates.filter((r) => r > 0).map((r) => ({ connections, rate: r })),
     ...(values['no-single'] || connections === 1 ? [] : [{ connections: 1 }]),
   ];
   const threshold = values.threshold === undefined ? undefined : Number(values.threshold);
@@ -306,7 +308,8 @@ export async function run(argv: string[]): Promise<number> {
       console.log(`\nwrote ${out} (profile mode writes no bench report)`);
       return 0;
     }
-    const complete = CONFIGS.every((c) => configs.includes(c)) && levels.some((l) => l.connections === 1) && rate > 0;
+    const complete =
+      CONFIGS.every((c) => configs.includes(c)) && levels.some((l) => l.connections === 1) && (rates[0] ?? 0) > 0;
     if (complete) writeReports(report.json, rows, report);
     else console.log('\n(partial run: --configs/--no-single narrowed, reports/bench-guard.json not written)');
 
@@ -1026,7 +1029,11 @@ answered, so the server (and this 2-core machine, which also runs autocannon and
 and a request's latency is mostly time queued behind the other ${conns - 1}: latency ~ ${conns} / throughput. That run
 measures what the guard costs in capacity, and is reported below (first table, and "capacity" in the summary). The
 latency a request pays for the guard is measured with the same ${conns} connections at an offered load both servers
-carry (${report.goalLevel?.rate ?? '-'} req/s in all, Poisson arrivals, each request's latency counted from its arrival).
+carry (${report.goalLevel?.rate ?? '-'} req/s in all, Poisson arrivals, each request's latency counted from its arrival),
+and again at ${levels
+      .filter((l) => l.rate && l !== report.goalLevel)
+      .map((l) => `${l.rate}`)
+      .join(', ')} req/s to show how the added latency grows with load.
 Read the other way, as p50 in the closed loop, the guard adds ${sign(Number(json.saturated_added_p50_ms))} ms and the
 guarded server carries x${json.saturated_rps_ratio} of passthrough's requests: by that reading the goal is **not** met.
 
