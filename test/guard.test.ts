@@ -150,6 +150,27 @@ describe('guard on the prompt', () => {
     expect(checks).toContainEqual(expect.objectContaining({ id: 'guard.classifier', verdict: 'pass' }));
   });
 
+  test('tool-call arguments a client sends are checked like message text', async () => {
+    const err = await t.client.chat.completions
+      .create({
+        model: 'input-only',
+        messages: [
+          { role: 'user', content: BENIGN },
+          {
+            role: 'assistant',
+            content: null,
+            tool_calls: [
+              { id: 'c1', type: 'function', function: { name: 'quote', arguments: JSON.stringify({ text: VERSE }) } },
+            ],
+          },
+          { role: 'tool', tool_call_id: 'c1', content: 'ok' },
+        ],
+      })
+      .catch((e: unknown) => e);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).message).toMatch(/bible/);
+  });
+
   test('a long prompt is checked in pieces: unsafe text at its end is still found', async () => {
     const long = `${'What is the capital of France? '.repeat(400)}${VERSE}`;
     const err = await t.client.chat.completions

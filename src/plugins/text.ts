@@ -13,9 +13,41 @@ export function contentText(content: unknown): string {
     .join('\n');
 }
 
-/** Every piece of text a request sends upstream: chat messages or completion prompts (token-id prompts have none). */
+/** The string values inside JSON text (keys and punctuation would only blur what a checker reads), else the text. */
+function jsonStrings(text: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  const out: string[] = [];
+  const walk = (v: unknown) => {
+    if (typeof v === 'string') out.push(v);
+    else if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
+  };
+  walk(parsed);
+  return out.join('\n');
+}
+
+/** Arguments of a message's tool calls (and of the legacy function_call): text a client can write too. */
+function toolArguments(m: JsonObject | undefined): string[] {
+  const calls = Array.isArray(m?.tool_calls) ? (m.tool_calls as JsonObject[]) : [];
+  const fns = [...calls.map((c) => c?.function as JsonObject | undefined), m?.function_call as JsonObject | undefined];
+  return fns.flatMap((f) => (typeof f?.arguments === 'string' && f.arguments ? [jsonStrings(f.arguments)] : []));
+}
+
+/**
+ * Every piece of text a request sends upstream: each chat message's content then its tool-call arguments, or
+ * completion prompts (token-id prompts have none).
+ */
 export function requestTexts(body: JsonObject): string[] {
-  if (Array.isArray(body.messages)) return body.messages.map((m) => contentText((m as JsonObject)?.content));
+  if (Array.isArray(body.messages))
+    return body.messages.flatMap((m) => [
+      contentText((m as JsonObject)?.content),
+      ...toolArguments(m as JsonObject | undefined),
+    ]);
   const p = body.prompt;
   if (typeof p === 'string') return [p];
   if (Array.isArray(p)) return p.filter((x): x is string => typeof x === 'string');
