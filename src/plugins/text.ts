@@ -38,16 +38,17 @@ function toolArguments(m: JsonObject | undefined): string[] {
   return fns.flatMap((f) => (typeof f?.arguments === 'string' && f.arguments ? [jsonStrings(f.arguments)] : []));
 }
 
+/** A chat message's texts: its content, then its tool-call arguments. */
+export function messageTexts(m: JsonObject | undefined): string[] {
+  return [contentText(m?.content), ...toolArguments(m)];
+}
+
 /**
  * Every piece of text a request sends upstream: each chat message's content then its tool-call arguments, or
  * completion prompts (token-id prompts have none).
  */
 export function requestTexts(body: JsonObject): string[] {
-  if (Array.isArray(body.messages))
-    return body.messages.flatMap((m) => [
-      contentText((m as JsonObject)?.content),
-      ...toolArguments(m as JsonObject | undefined),
-    ]);
+  if (Array.isArray(body.messages)) return body.messages.flatMap((m) => messageTexts(m as JsonObject | undefined));
   const p = body.prompt;
   if (typeof p === 'string') return [p];
   if (Array.isArray(p)) return p.filter((x): x is string => typeof x === 'string');

@@ -1,7 +1,7 @@
 import { LlamaGuard } from '../../guard/llamaGuard.js';
 import { StreamWindows } from '../../guard/window.js';
 import type { ChatMessageInput } from '../../slm/tokenizer.js';
-import { contentText, requestTexts, responseTexts } from '../text.js';
+import { messageTexts, requestTexts, responseTexts } from '../text.js';
 import type { CheckOutcome, JsonObject, PluginDefinition, PluginEnv, RequestContext } from '../types.js';
 import type { GuardCheck } from './check.js';
 import { classifierCheck } from './classifier.js';
@@ -19,7 +19,10 @@ async function loadFailing<T>(what: string, name: string, load: () => Promise<T>
 
 function conversationOf(body: JsonObject): ChatMessageInput[] {
   if (Array.isArray(body.messages))
-    return (body.messages as JsonObject[]).map((m) => ({ role: String(m.role), content: contentText(m.content) }));
+    return (body.messages as JsonObject[]).map((m) => ({
+      role: String(m?.role),
+      content: messageTexts(m).filter(Boolean).join('\n'),
+    }));
   return requestTexts(body).map((content) => ({ role: 'user', content }));
 }
 
