@@ -63,6 +63,7 @@ beforeAll(async () => {
         },
         { model: 'input-only', upstream: 'up', plugins: guard({ output: false }) },
         { model: 'few-pieces', upstream: 'up', plugins: guard({ output: false, maxPieces: 4 }) },
+        { model: 'no-cache', upstream: 'up', plugins: guard({ output: false, cacheSize: 0 }) },
         { model: 'few-pieces-flag', upstream: 'up', plugins: guard({ output: false, maxPieces: 4, overflow: 'flag' }) },
         {
           model: 'per-label',
@@ -236,6 +237,43 @@ describe('what the classifier reads', () => {
     ).tandem.checks.find((x) => x.id === 'guard.classifier');
     expect(c?.data?.pieces).toBe(4);
     expect(c?.data?.unchecked_tokens).toBeGreaterThan(100);
+  });
+
+  test('texts read whole before are answered from the cache: a resent history is not classified again', async () => {
+    const c = await registry.classifier('tandem-source-classifier');
+    const history = [
+      { role: 'user' as const, content: `${BENIGN} (first)` },
+      { role: 'assistant' as const, content: `${BENIGN} (answer)` },
+    ];
+    const scoresOf = (r: unknown) =>
+      (r as { tandem: { checks: { id: string; data?: { scores?: object; pieces?: number } }[] } }).tandem.checks.find(
+        (x) => x.id === 'guard.classifier',
+      )?.data;
+    let runs = c.runs;
+    const first = await t.client.chat.completions.create({ model: 'input-only', messages: history });
+    expect(c.runs - runs).toBe(1);
+    runs = c.runs;
+    const again = await t.client.chat.completions.create({ model: 'input-only', messages: history });
+    expect(c.runs - runs).toBe(0);
+    expect(scoresOf(again)).toEqual(scoresOf(first));
+    // A new turn: only its text goes through the model; the verdict still covers the whole conversation.
+    runs = c.runs;
+    const err = await t.client.chat.completions
+      .create({ model: 'input-only', messages: [...history, { role: 'user', content: `${VERSE} And again.` }] })
+      .catch((e: unknown) => e);
+    expect(c.runs - runs).toBe(1);
+    expect((err as APIError).status).toBe(400);
+    // A cached unsafe text still blocks, without a run; with the cache off every request runs the model.
+    runs = c.runs;
+    const again2 = await t.client.chat.completions
+      .create({ model: 'input-only', messages: [...history, { role: 'user', content: `${VERSE} And again.` }] })
+      .catch((e: unknown) => e);
+    expect((again2 as APIError).status).toBe(400);
+    expect(c.runs - runs).toBe(0);
+    runs = c.runs;
+    await t.client.chat.completions.create({ model: 'no-cache', messages: history });
+    await t.client.chat.completions.create({ model: 'no-cache', messages: history });
+    expect(c.runs - runs).toBe(2);
   });
 
   test('a threshold per label overrides the single threshold for that label', async () => {

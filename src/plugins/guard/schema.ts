@@ -69,5 +69,11 @@ export const GuardConfigSchema = z.strictObject({
    */
   maxPieces: z.number().int().min(1).max(4096).default(256),
   overflow: z.enum(['block', 'flag']).default('block'),
+  /**
+   * Texts whose classifier scores are remembered (LRU; 0 = off): a chat resends its whole history every turn, and a
+   * text read whole once is not classified again. The cache holds the texts as the classifier saw them (after
+   * privacy's redaction when privacy runs first).
+   */
+  cacheSize: z.number().int().min(0).default(2048),
 });
 export type GuardConfig = z.infer<typeof GuardConfigSchema>;
