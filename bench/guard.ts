@@ -35,7 +35,17 @@ import { readModelFolder } from '../src/slm/folder.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import type { Child } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
-import { autocannonCounts, cpuMs, fmt, fmtLoad, type LoadCounts, median, positive, sleep } from './lib/measure.js';
+import {
+  autocannonCounts,
+  cpuMs,
+  fmt,
+  fmtLoad,
+  type LoadCounts,
+  listFlag,
+  median,
+  positive,
+  sleep,
+} from './lib/measure.js';
 import { paced } from './lib/paced.js';
 import { ensureBuild, ROOT, startFakeUpstream, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
@@ -174,7 +184,7 @@ export async function run(argv: string[]): Promise<number> {
   const rounds = positive(values.rounds, 'rounds');
   const warmup = Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error('--warmup must be a number >= 0');
-  const configs = list(values.configs, CONFIGS, 'configs');
+  const configs = listFlag(values.configs, CONFIGS, 'configs');
   const rates = values.rate.split(',').map(Number);
   if (rates.some((r) => !Number.isFinite(r) || r < 0))
     throw new Error('--rate must be numbers >= 0, comma separated (0: no fixed-rate level)');
@@ -327,17 +337,6 @@ export async function run(argv: string[]): Promise<number> {
     await Promise.all(children.map((c) => c.stop('SIGTERM', 5000)));
     for (const f of files) rmSync(f, { force: true });
   }
-}
-
-function list<T extends string>(v: string, allowed: readonly T[], name: string): T[] {
-  const items = v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const bad = items.filter((i) => !allowed.includes(i as T));
-  if (bad.length || !items.length)
-    throw new Error(`--${name}: expected a comma list of ${allowed.join(', ')}; got '${v}'`);
-  return items as T[];
 }
 
 /** The classifier's folder and what the guard will make of it (labels that count, threshold, max length). */

@@ -18,7 +18,17 @@ import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import { type Child, freePort, startChild, waitForHttp } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
-import { autocannonCounts, cpuMs, fmt, fmtLoad, type LoadCounts, median, positive, sleep } from './lib/measure.js';
+import {
+  autocannonCounts,
+  cpuMs,
+  fmt,
+  fmtLoad,
+  type LoadCounts,
+  listFlag,
+  median,
+  positive,
+  sleep,
+} from './lib/measure.js';
 import { ensureBuild, ROOT, startFakeUpstream, startTandem } from './lib/tandemChild.js';
 import { textTable } from './lib/textTable.js';
 
@@ -81,8 +91,8 @@ export async function run(argv: string[]): Promise<number> {
   const warmup = Number(values.warmup);
   if (!Number.isFinite(warmup) || warmup < 0) throw new Error('--warmup must be a number >= 0');
   const profile = values.profile;
-  const targets = list(values.targets ?? (profile ? 'tandem' : TARGETS.join(',')), ALL_TARGETS, 'targets');
-  const modes = list(values.modes, MODES, 'modes');
+  const targets = listFlag(values.targets ?? (profile ? 'tandem' : TARGETS.join(',')), ALL_TARGETS, 'targets');
+  const modes = listFlag(values.modes, MODES, 'modes');
 
   // Bounded: start-up, verification and every run, plus slack; past that everything is killed.
   const budgetMs = 120_000 + rounds * targets.length * modes.length * (warmup + duration + 15) * 1000;
@@ -247,17 +257,6 @@ export async function run(argv: string[]): Promise<number> {
     clearTimeout(watchdog);
     await Promise.all(children.map((c) => c.stop('SIGTERM', 5000)));
   }
-}
-
-function list<T extends string>(v: string, allowed: readonly T[], name: string): T[] {
-  const items = v
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const bad = items.filter((i) => !allowed.includes(i as T));
-  if (bad.length || !items.length)
-    throw new Error(`--${name}: expected a comma list of ${allowed.join(', ')}; got '${v}'`);
-  return items as T[];
 }
 
 const baseHeaders = () => ({ 'content-type': 'application/json', authorization: 'Bearer sk-bench-not-a-real-key' });

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Classifier } from '../src/slm/classifier.js';
+import { rng } from '../src/slm/sampling.js';
 import { MODERATION_CATEGORIES, type ModerationSample, moderationRun } from './data.js';
 import { publishEval } from './publish.js';
 
@@ -92,18 +93,6 @@ function bestF1Threshold(scores: number[], labels: boolean[]): { threshold: numb
     if (f1 > best.f1 + 1e-12) best = { threshold: t, f1 };
   }
   return best;
-}
-
-/** mulberry32: a small seeded PRNG so that the bootstrap intervals are reproducible. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Keyword baseline: how many entries of a plain hand-written list match (the rules plugin's matching rules). */

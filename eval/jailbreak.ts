@@ -17,9 +17,10 @@ import {
 } from '../src/plugins/jailbreak/index.js';
 import { matchPatterns } from '../src/plugins/jailbreak/patterns.js';
 import type { Unit } from '../src/plugins/jailbreak/scorer.js';
-import type { CheckOutcome, RequestContext } from '../src/plugins/types.js';
+import type { CheckOutcome } from '../src/plugins/types.js';
 import { ModelRegistry } from '../src/slm/registry.js';
 import { rng } from '../src/slm/sampling.js';
+import { evalRequest } from './context.js';
 import { MODERATION_CATEGORIES, moderationRun } from './data.js';
 import { publishEval } from './publish.js';
 
@@ -673,16 +674,7 @@ export async function run(argv: string[]): Promise<number> {
     baseDir: ROOT,
     models: registry,
   });
-  const ctx: RequestContext = {
-    requestId: 'eval',
-    endpoint: 'chat',
-    model: 'eval',
-    stream: false,
-    options: {},
-    logger: pino({ level: 'silent' }),
-    state: new Map(),
-  };
-  const signal = new AbortController().signal;
+  const { ctx, signal } = evalRequest();
   const call = (content: string) =>
     hooks.onRequest?.({ ctx, signal, body: { messages: [{ role: 'user', content }] } }) as Promise<CheckOutcome[]>;
   const timed = [...benign.heldout, ...gcg.test];

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { rulesPlugin } from '../src/plugins/rules/index.js';
-import type { CheckOutcome, RequestContext } from '../src/plugins/types.js';
+import type { CheckOutcome } from '../src/plugins/types.js';
+import { evalRequest } from './context.js';
 import { dataDir, MODERATION_CATEGORIES, moderationSamples } from './data.js';
 import { publishEval } from './publish.js';
 
@@ -35,16 +36,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   const config = rulesPlugin.configSchema.parse({ keywords: list.keywords, regex: list.regex });
   const hooks = await rulesPlugin.create(config, { logger: pino({ level: 'silent' }), baseDir: ROOT });
-  const ctx: RequestContext = {
-    requestId: 'eval',
-    endpoint: 'chat',
-    model: 'eval',
-    stream: false,
-    options: {},
-    logger: pino({ level: 'silent' }),
-    state: new Map(),
-  };
-  const signal = new AbortController().signal;
+  const { ctx, signal } = evalRequest();
 
   // Warm the regexes, then time every check.
   for (const s of samples.slice(0, 50))

@@ -65,3 +65,15 @@ export function autocannonCounts(r: Result): LoadCounts {
     statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats ?? {}).map(([k, v]) => [k, Number(v.count)])),
   };
 }
+
+/** Parses a comma list flag whose items must come from `allowed`. */
+export function listFlag<T extends string>(v: string, allowed: readonly T[], name: string): T[] {
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const bad = items.filter((i) => !allowed.includes(i as T));
+  if (bad.length || !items.length)
+    throw new Error(`--${name}: expected a comma list of ${allowed.join(', ')}; got '${v}'`);
+  return items as T[];
+}

@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { rng } from '../../src/slm/sampling.js';
 
 export interface PacedOptions {
   /** Origin, e.g. http://127.0.0.1:8080 */
@@ -51,14 +52,9 @@ export async function paced(o: PacedOptions): Promise<PacedResult> {
     times: [],
     rps: 0,
   };
-  let seed = o.seed ?? 1;
-  const uniform = () => {
-    // xorshift32: a fixed schedule per seed
-    seed ^= seed << 13;
-    seed ^= seed >>> 17;
-    seed ^= seed << 5;
-    return ((seed >>> 0) + 0.5) / 2 ** 32;
-  };
+  const random = rng(o.seed ?? 1);
+  // In (0, 1]: -log(u) stays finite.
+  const uniform = () => 1 - random();
   const start = performance.now();
   const end = start + o.seconds * 1000;
   const inflight = new Set<Promise<void>>();
