@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BUILD, CORPUS_DIR, MODELS, PAD, TOK_DIR  # noqa: E402
+from common import BUILD, CORPUS_DIR, MODELS, PAD, TOK_DIR, run_log  # noqa: E402
 from tokenizer import load as load_tok  # noqa: E402
 
 NAME = "tandem-source-classifier"
@@ -539,14 +539,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(MODELS, NAME))
     ap.add_argument("--export-only", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.makedirs(WORK, exist_ok=True)
-    logf = open(os.path.join(WORK, "train.log"), "a", encoding="utf-8")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = run_log(WORK, args.threads)
 
     t0 = time.time()
     tok = load_tok()

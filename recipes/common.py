@@ -42,3 +42,19 @@ def ensure(*dirs):
 def set_threads():
     import torch
     torch.set_num_threads(int(os.environ.get("TANDEM_THREADS", "2")))
+
+
+def run_log(work: str, threads: int):
+    """Sets torch's thread count and opens <work>/train.log; returns log(msg), which prints and appends to it."""
+    import torch  # here, not at the top: the corpus and tokenizer steps run without torch
+
+    torch.set_num_threads(threads)
+    os.makedirs(work, exist_ok=True)
+    logf = open(os.path.join(work, "train.log"), "a", encoding="utf-8")
+
+    def log(msg):
+        print(msg, flush=True)
+        logf.write(msg + "\n")
+        logf.flush()
+
+    return log

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BUILD, MODELS, PAD, ROOT  # noqa: E402
+from common import BUILD, MODELS, PAD, ROOT, run_log  # noqa: E402
 from export_onnx import OPSET, export, hf_config, parity  # noqa: E402
 from safety_classifier import (DATA_FILE, TOKENIZER_FROM, at_threshold, average_precision,  # noqa: E402
                                best_f1_threshold, folds, load_decoder, load_rows)
@@ -342,14 +342,7 @@ def main():
                          "its model.onnx to score the held-out split); no final fit, no export")
     ap.add_argument("--out", default=os.path.join(MODELS, NAME))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    os.makedirs(WORK, exist_ok=True)
-    logf = open(os.path.join(WORK, "train.log"), "a", encoding="utf-8")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = run_log(WORK, args.threads)
 
     t_start = time.time()
     log(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}")

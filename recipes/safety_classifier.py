@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BUILD, MODELS, PAD, ROOT  # noqa: E402
+from common import BUILD, MODELS, PAD, ROOT, run_log  # noqa: E402
 from model import Config, LlamaForCausalLM  # noqa: E402
 from tokenizer import ByteBPE  # noqa: E402
 
@@ -522,14 +522,7 @@ def main():
                 json.dump(meta, f, indent=1)
         write_card(args.out, meta)
         return
-    torch.set_num_threads(args.threads)
-    os.makedirs(WORK, exist_ok=True)
-    logf = open(os.path.join(WORK, "train.log"), "a", encoding="utf-8")
-
-    def log(msg):
-        print(msg, flush=True)
-        logf.write(msg + "\n")
-        logf.flush()
+    log = run_log(WORK, args.threads)
 
     t_start = time.time()
     log(f"== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(sys.argv)}")
