@@ -195,6 +195,20 @@ describe('guard on the prompt', () => {
     });
     expect([200, 400, 413]).toContain(h.status);
     expect(Date.now() - started).toBeLessThan(20_000);
+    // Tool-call arguments nested deeper than any call stack: read, not a crash.
+    const deep = `${'['.repeat(100_000)}"x"${']'.repeat(100_000)}`;
+    const d = await post(`${t.url}/v1/chat/completions`, {
+      model: 'input-only',
+      messages: [
+        { role: 'user', content: BENIGN },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'a', type: 'function', function: { name: 'f', arguments: deep } }],
+        },
+      ],
+    });
+    expect(d.status).toBe(200);
   });
 });
 

@@ -21,13 +21,18 @@ function jsonStrings(text: string): string {
   } catch {
     return text;
   }
+  // A stack, not recursion: a client's JSON may nest deeper than the call stack goes.
   const out: string[] = [];
-  const walk = (v: unknown) => {
+  const todo: unknown[] = [parsed];
+  while (todo.length) {
+    const v = todo.pop();
     if (typeof v === 'string') out.push(v);
-    else if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') Object.values(v).forEach(walk);
-  };
-  walk(parsed);
+    else if (Array.isArray(v)) for (let i = v.length - 1; i >= 0; i--) todo.push(v[i]);
+    else if (v && typeof v === 'object') {
+      const values = Object.values(v);
+      for (let i = values.length - 1; i >= 0; i--) todo.push(values[i]);
+    }
+  }
   return out.join('\n');
 }
 
