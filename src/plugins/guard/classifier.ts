@@ -48,7 +48,9 @@ export function classifierCheck(c: Classifier, g: GuardConfig): GuardCheck {
       ? new LRUCache<string, Known>({
           max: g.cacheSize,
           maxSize: CACHE_CHARS,
-          sizeCalculation: (_v, text) => Math.min(text.length + 64, CACHE_CHARS),
+          // A text over a million characters is not kept: it would push out everything else.
+          maxEntrySize: 1_000_000,
+          sizeCalculation: (_v, text) => text.length + 64,
         })
       : undefined;
   return async (texts) => {
