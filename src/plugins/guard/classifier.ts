@@ -1,10 +1,9 @@
 import { LRUCache } from 'lru-cache';
 import type { Classifier } from '../../slm/classifier.js';
 import type { JsonObject } from '../types.js';
-import type { GuardCheck } from './check.js';
+import { type GuardCheck, round4 } from './check.js';
 import type { GuardConfig } from './schema.js';
 
-const round = (x: number) => Math.round(x * 1e4) / 1e4;
 /** Characters of text the score cache may hold (about 32 MB of UTF-16). */
 const CACHE_CHARS = 16_000_000;
 
@@ -19,16 +18,11 @@ export function labelThresholds(c: Classifier, cfg: NonNullable<GuardConfig['cla
       throw new Error(`guard: classifier '${cfg.model}' has no tandem_category_thresholds in its config.json`);
     per = t as Record<string, unknown>;
   } else if (cfg.categoryThresholds) per = cfg.categoryThresholds;
-  const unknown = Object.keys(per).filter((l) => !c.labels.includes(l));
-  if (unknown.length)
-    throw new Error(
-      `guard: classifier '${cfg.model}' has no label ${unknown.join(', ')} (labels: ${c.labels.join(', ')})`,
-    );
   const wanted = cfg.labels ?? c.labels;
-  const missing = wanted.filter((l) => !c.labels.includes(l));
-  if (missing.length)
+  const absent = [...new Set([...Object.keys(per), ...wanted])].filter((l) => !c.labels.includes(l));
+  if (absent.length)
     throw new Error(
-      `guard: classifier '${cfg.model}' has no label ${missing.join(', ')} (labels: ${c.labels.join(', ')})`,
+      `guard: classifier '${cfg.model}' has no label ${absent.join(', ')} (labels: ${c.labels.join(', ')})`,
     );
   return new Map(wanted.map((l) => [l, typeof per[l] === 'number' ? (per[l] as number) : base]));
 }
@@ -101,7 +95,7 @@ export function classifierCheck(c: Classifier, g: GuardConfig): GuardCheck {
     const data: JsonObject = {
       categories: hit,
       thresholds: Object.fromEntries(thresholds),
-      scores: Object.fromEntries(Object.entries(scores).map(([l, p]) => [l, round(p)])),
+      scores: Object.fromEntries(Object.entries(scores).map(([l, p]) => [l, round4(p)])),
       pieces: used,
     };
     if (unchecked > 0) data.unchecked_tokens = unchecked;

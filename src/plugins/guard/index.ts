@@ -17,13 +17,22 @@ async function loadFailing<T>(what: string, name: string, load: () => Promise<T>
   }
 }
 
-function conversationOf(body: JsonObject): ChatMessageInput[] {
-  if (Array.isArray(body.messages))
-    return (body.messages as JsonObject[]).map((m) => ({
-      role: String(m?.role),
-      content: messageTexts(m).filter(Boolean).join('\n'),
-    }));
-  return requestTexts(body).map((content) => ({ role: 'user', content }));
+/**
+ * A request's texts for the classifier and, when a Llama Guard check needs it, its conversation: one pass over the
+ * messages serves both (tool-call arguments are parsed once).
+ */
+function requestParts(body: JsonObject, conversation: boolean): { texts: string[]; conversation: ChatMessageInput[] } {
+  if (!Array.isArray(body.messages)) {
+    const texts = requestTexts(body);
+    return { texts, conversation: conversation ? texts.map((content) => ({ role: 'user', content })) : [] };
+  }
+  const messages = (body.messages as JsonObject[]).map((m) => ({ role: String(m?.role), texts: messageTexts(m) }));
+  return {
+    texts: messages.flatMap((m) => m.texts),
+    conversation: conversation
+      ? messages.map((m) => ({ role: m.role, content: m.texts.filter(Boolean).join('\n') }))
+      : [],
+  };
 }
 
 const runAll = async (checks: GuardCheck[], texts: string[], conversation: ChatMessageInput[]) =>
@@ -75,10 +84,11 @@ export const guardPlugin: PluginDefinition<GuardConfig> = {
 
     return {
       onRequest: async ({ ctx, body }) => {
-        const conversation = conversationOf(body);
-        ctx.state.set('guard.conversation', conversation);
+        // The conversation is only Llama Guard's input; the classifier reads the texts.
+        const parts = requestParts(body, cfg.llamaGuard !== undefined);
+        ctx.state.set('guard.conversation', parts.conversation);
         if (!cfg.input) return [];
-        return runAll(checks, requestTexts(body), conversation);
+        return runAll(checks, parts.texts, parts.conversation);
       },
       onResponse: cfg.output
         ? async ({ ctx, response }) => {

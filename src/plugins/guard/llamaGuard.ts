@@ -1,8 +1,6 @@
 import type { LlamaGuard } from '../../guard/llamaGuard.js';
-import type { GuardCheck } from './check.js';
+import { type GuardCheck, round4 } from './check.js';
 import type { GuardConfig } from './schema.js';
-
-const round = (x: number) => Math.round(x * 1e4) / 1e4;
 
 /** A Llama Guard-format model on the conversation; verdict from its answer or from P(unsafe) of the first token. */
 export function llamaGuardCheck(
@@ -24,7 +22,7 @@ export function llamaGuardCheck(
       verdict: unsafe ? cfg.action : 'pass',
       data: {
         categories,
-        p_unsafe: round(v.pUnsafe),
+        p_unsafe: round4(v.pUnsafe),
         threshold: threshold ?? 'answer',
         answer: v.raw.slice(0, 80),
       },
