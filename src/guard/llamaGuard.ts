@@ -1,5 +1,6 @@
 import type { CausalLM } from '../slm/causalLM.js';
 import { SequenceCursor } from '../slm/cursor.js';
+import { argmax } from '../slm/sampling.js';
 import type { ChatMessageInput } from '../slm/tokenizer.js';
 
 /** Llama Guard 3's hazard taxonomy (MLCommons), in its prompt's wording. */
@@ -105,9 +106,7 @@ export class LlamaGuard {
     const pu = Math.exp((row as Float32Array)[this.unsafeId] as number);
     const answer: number[] = [];
     for (let i = 0; i < maxAnswerTokens; i++) {
-      const r = row as Float32Array;
-      let best = 0;
-      for (let v = 1; v < r.length; v++) if ((r[v] as number) > (r[best] as number)) best = v;
+      const best = argmax(row as Float32Array);
       if (this.lm.eos.has(best)) break;
       answer.push(best);
       [row] = await cursor.extend([best]);

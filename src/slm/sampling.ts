@@ -14,11 +14,12 @@ export function logSoftmax(logits: Float32Array, offset = 0, length = logits.len
 }
 
 /** log(sum(exp(row))): with it a token's log-probability is `row[id] - lse`, no full log-softmax needed. */
-export function logSumExp(row: ArrayLike<number>): number {
+/** log(sum(exp(x))) over `length` values from `offset` (default: the whole row), without overflow. */
+export function logSumExp(row: ArrayLike<number>, offset = 0, length = row.length - offset): number {
   let max = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < row.length; i++) if ((row[i] as number) > max) max = row[i] as number;
+  for (let i = offset; i < offset + length; i++) if ((row[i] as number) > max) max = row[i] as number;
   let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp((row[i] as number) - max);
+  for (let i = offset; i < offset + length; i++) sum += Math.exp((row[i] as number) - max);
   return max + Math.log(sum);
 }
 

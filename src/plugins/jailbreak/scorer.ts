@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
 import type { CausalLM } from '../../slm/causalLM.js';
+import { logSumExp } from '../../slm/sampling.js';
 
 /** Negative log-likelihood of one window: the sum over its scored tokens, with their count, bytes and characters. */
 export interface Nll {
@@ -166,7 +167,7 @@ export class WindowScorer {
       for (let j = p.first; j < p.row.length; j++) {
         // Position offset + j - 1 predicts token j.
         const base = (b * width + offset + j - 1) * vocab;
-        sum += logSumExpAt(logits, base, vocab) - (logits[base + (p.row[j] as number)] as number);
+        sum += logSumExp(logits, base, vocab) - (logits[base + (p.row[j] as number)] as number);
       }
       return { sum, tokens: Math.max(0, p.row.length - p.first), bytes: p.bytes, chars: p.chars };
     });
@@ -174,11 +175,3 @@ export class WindowScorer {
 }
 
 const key = (w: WindowRequest) => `${w.keep}\u0000${w.text}`;
-
-function logSumExpAt(row: Float32Array, offset: number, length: number): number {
-  let max = Number.NEGATIVE_INFINITY;
-  for (let i = offset; i < offset + length; i++) if ((row[i] as number) > max) max = row[i] as number;
-  let sum = 0;
-  for (let i = offset; i < offset + length; i++) sum += Math.exp((row[i] as number) - max);
-  return max + Math.log(sum);
-}
