@@ -7,6 +7,13 @@ import { TextTokenizer } from './tokenizer.js';
 /** Padded tokens (rows x longest row) one shared run may hold; a call bigger than this runs alone. */
 const BATCH_TOKENS = 16_384;
 
+/** A logitsOfIds call waiting for a run. */
+interface PendingCall {
+  rows: number[][];
+  resolve: (v: Float32Array[]) => void;
+  reject: (e: unknown) => void;
+}
+
 export interface Classification {
   /** Label with the highest score. */
   label: string;
@@ -24,6 +31,7 @@ export class Classifier {
   readonly maxLength: number;
   private readonly tokenizer: TextTokenizer;
   private readonly inputs: Set<string>;
+  private readonly specials: { prefix: number[]; suffix: number[] };
 
   private constructor(
     readonly folder: ModelFolder,
@@ -46,6 +54,12 @@ export class Classifier {
       .map(([, l]) => l);
     this.multiLabel = folder.config.problem_type === 'multi_label_classification';
     this.tokenizer = new TextTokenizer(folder);
+    // Special tokens the tokenizer wraps a text in (BERT's [CLS] ... [SEP]; none for the family's models).
+    const bare = this.tokenizer.encode('a', false);
+    const full = this.tokenizer.encode('a', true);
+    const at = full.findIndex((_, i) => bare.every((id, j) => full[i + j] === id));
+    this.specials =
+      at < 0 ? { prefix: [], suffix: [] } : { prefix: full.slice(0, at), suffix: full.slice(at + bare.length) };
     const fromTok = folder.tokenizerConfig.model_max_length;
     this.maxLength =
       folder.config.max_position_embeddings ?? (typeof fromTok === 'number' && fromTok < 1e6 ? fromTok : 512);
@@ -77,19 +91,6 @@ export class Classifier {
     return out;
   }
 
-  /** Special tokens the tokenizer wraps a text in (BERT's [CLS] ... [SEP]; none for the family's models). */
-  private get specials(): { prefix: number[]; suffix: number[] } {
-    if (!this.wrap) {
-      const bare = this.tokenizer.encode('a', false);
-      const full = this.tokenizer.encode('a', true);
-      const at = full.findIndex((_, i) => bare.every((id, j) => full[i + j] === id));
-      this.wrap =
-        at < 0 ? { prefix: [], suffix: [] } : { prefix: full.slice(0, at), suffix: full.slice(at + bare.length) };
-    }
-    return this.wrap;
-  }
-  private wrap: { prefix: number[]; suffix: number[] } | undefined;
-
   /** Raw logits per text: [texts][labels]. Texts longer than the model's limit are truncated (see `windows`). */
   async logits(texts: string[]): Promise<Float32Array[]> {
     return this.logitsOfIds(
@@ -116,22 +117,19 @@ export class Classifier {
     });
   }
 
-  private readonly pending: {
-    rows: number[][];
-    resolve: (v: Float32Array[]) => void;
-    reject: (e: unknown) => void;
-  }[] = [];
+  private readonly pending: PendingCall[] = [];
   private running = false;
 
   private pump(): void {
-    if (this.running || this.pending.length === 0) return;
+    const first = this.running ? undefined : this.pending.shift();
+    if (!first) return;
     this.running = true;
-    const batch = [this.pending.shift() as (typeof this.pending)[number]];
-    let count = batch[0]?.rows.length ?? 0;
-    let width = Math.max(...(batch[0]?.rows.map((r) => r.length) ?? [1]));
+    const batch = [first];
+    let count = first.rows.length;
+    let width = Math.max(...first.rows.map((r) => r.length));
     // Without an attention mask, padding would change a row's logits: such a model runs each call alone.
-    while (this.pending.length && this.inputs.has('attention_mask')) {
-      const next = this.pending[0] as (typeof this.pending)[number];
+    while (this.pending[0] && this.inputs.has('attention_mask')) {
+      const next = this.pending[0];
       const w = Math.max(width, ...next.rows.map((r) => r.length));
       if ((count + next.rows.length) * w > BATCH_TOKENS) break;
       batch.push(next);

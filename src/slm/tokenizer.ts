@@ -112,7 +112,7 @@ export class TextTokenizer {
     if (!fast || !chunks) return this.tok.encode(text, { add_special_tokens: addSpecialTokens }).ids;
     // Byte-level BPE encodes each pre-tokenizer chunk on its own, so ids per chunk can be remembered: the library
     // spends ~0.5 ms on a 650-character prompt (a byte-to-character string per chunk), which the guard pays on every
-    // request. Same ids by construction; test/tokenizer.test.ts checks it against the library.
+    // request. Same ids by construction; test/slm.runtime.test.ts checks them against the library.
     const out: number[] = [];
     for (const c of chunks) {
       let ids = fast.memo.get(c);

@@ -330,7 +330,7 @@ export class LocalUpstream implements Upstream {
     // Nothing generated (max_tokens 0): the prompt is scored on its own.
     const scores =
       echo && k !== undefined
-        ? (generated[0]?.result.promptScores ?? (await m.lm.score(prompt.slice(0, 1), prompt.slice(1), k)))
+        ? (generated[0]?.result.promptScores ?? (await this.scorePrompt(m, prompt, k)))
         : undefined;
     const echoed = scores ? this.echoEntries(m, prompt, scores) : undefined;
     return generated.map((c) => {
@@ -366,16 +366,15 @@ export class LocalUpstream implements Upstream {
     });
   }
 
+  /** The prompt scored in a pass of its own, in the engine's shape (used when nothing was generated). */
+  private async scorePrompt(m: LoadedCausal, prompt: number[], k: number): Promise<PromptTokenScore[]> {
+    const scored = await m.lm.score(prompt.slice(0, 1), prompt.slice(1), k);
+    return scored.logprobs.map((logprob, i) => ({ logprob, top: scored.top[i] ?? [] }));
+  }
+
   /** The prompt's tokens as logprobs entries; the first token has no logprob. */
-  private echoEntries(
-    m: LoadedCausal,
-    prompt: number[],
-    scores: PromptTokenScore[] | { logprobs: number[]; top: { id: number; logprob: number }[][] },
-  ) {
+  private echoEntries(m: LoadedCausal, prompt: number[], rows: PromptTokenScore[]) {
     const tok = m.lm.tokenizer;
-    const rows = Array.isArray(scores)
-      ? scores
-      : scores.logprobs.map((logprob, i) => ({ logprob, top: scores.top[i] ?? [] }));
     return [
       {
         token: tok.tokenText(prompt[0] as number),
