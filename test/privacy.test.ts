@@ -233,6 +233,10 @@ describe('request redaction and restore', () => {
         },
         { role: 'tool', tool_call_id: 'c1', content: `dialled ${US_PHONE} from ${IPV6}` },
         { role: 'user', content: `again: ${EMAIL2}` },
+        // The deprecated single function call.
+        { role: 'assistant', content: null, function_call: { name: 'mail', arguments: JSON.stringify({ to: EMAIL }) } },
+        { role: 'function', name: 'mail', content: 'sent' },
+        { role: 'user', content: `again: ${EMAIL2}` },
       ],
     };
     const r = await post(`${t.url}/v1/chat/completions`, body);
@@ -243,6 +247,7 @@ describe('request redaction and restore', () => {
     expect(sent[2]?.tool_calls).toMatchObject([{ function: { arguments: '{"to":"[PHONE_1]"}' } }]);
     expect(sent[3]?.content).toBe('dialled [PHONE_1] from [IP_1]');
     expect(sent[4]?.content).toBe('again: [EMAIL_2]');
+    expect(sent[5]?.function_call).toMatchObject({ arguments: '{"to":"[EMAIL_1]"}' });
     expect((r.json().choices as { message: { content: string } }[])[0]?.message.content).toBe(`echo: again: ${EMAIL2}`);
   });
 

@@ -20,8 +20,8 @@ type TextFn = (text: string, json: boolean) => string;
 
 /**
  * Calls `f` on every text of a request that the config says to scan, always in the same order: chat message content
- * (strings and text parts) and assistant tool-call arguments, or a completion's prompt and suffix. Returns a copy
- * with the rewritten texts if any changed, else the body itself.
+ * (strings and text parts) and assistant tool-call (and legacy function-call) arguments, or a completion's prompt and
+ * suffix. Returns a copy with the rewritten texts if any changed, else the body itself.
  */
 function mapRequestTexts(body: JsonObject, cfg: PrivacyConfig, roles: ReadonlySet<string>, f: TextFn): JsonObject {
   if (Array.isArray(body.messages)) {
@@ -56,6 +56,11 @@ function mapRequestTexts(body: JsonObject, cfg: PrivacyConfig, roles: ReadonlySe
           return { ...(c as JsonObject), function: { ...fn, arguments: t } };
         });
         if (callsChanged) next = { ...next, tool_calls: calls };
+      }
+      // The deprecated single function call carries arguments the same way (restoreResponse handles it too).
+      if (cfg.toolArguments && isObject(m.function_call) && typeof m.function_call.arguments === 'string') {
+        const t = f(m.function_call.arguments, true);
+        if (t !== m.function_call.arguments) next = { ...next, function_call: { ...m.function_call, arguments: t } };
       }
       if (next !== m) changed = true;
       return next;
