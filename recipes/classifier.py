@@ -28,7 +28,6 @@ import math
 import os
 import random
 import re
-import shutil
 import sys
 import time
 
@@ -37,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BUILD, CORPUS_DIR, MODELS, PAD, TOK_DIR, run_log  # noqa: E402
+from common import BUILD, CORPUS_DIR, MODELS, PAD, TOK_DIR, run_log, write_classifier_tokenizer  # noqa: E402
 from tokenizer import load as load_tok  # noqa: E402
 
 NAME = "tandem-source-classifier"
@@ -353,15 +352,7 @@ def export(model, meta, tok, out, log):
     assert size <= 4 * 1024 * 1024, "model.onnx over 4 MB"
 
     # tokenizer files (the family's, right padding, 128 positions)
-    for f in ("tokenizer.json", "special_tokens_map.json"):
-        shutil.copy(os.path.join(TOK_DIR, f), os.path.join(out, f))
-    tc = json.load(open(os.path.join(TOK_DIR, "tokenizer_config.json"), encoding="utf-8"))
-    tc["padding_side"] = "right"
-    tc["truncation_side"] = "right"
-    tc["model_max_length"] = MAX_POS
-    tc.pop("chat_template", None)
-    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(tc, f, ensure_ascii=False, indent=1)
+    write_classifier_tokenizer(TOK_DIR, out, MAX_POS)
 
     cfg = {
         "architectures": ["BertForSequenceClassification"],

@@ -1,7 +1,9 @@
 """Shared helpers for the Tandem recipes (paths, split rule, text cleaning)."""
 import hashlib
+import json
 import os
 import re
+import shutil
 import unicodedata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,3 +60,17 @@ def run_log(work: str, threads: int):
         logf.flush()
 
     return log
+
+
+def write_classifier_tokenizer(tok_dir: str, out: str, max_length: int) -> None:
+    """The family's tokenizer files for a sequence classifier: padding and truncation on the right, `max_length`
+    positions, no chat template."""
+    for f in ("tokenizer.json", "special_tokens_map.json"):
+        shutil.copy(os.path.join(tok_dir, f), os.path.join(out, f))
+    tc = json.load(open(os.path.join(tok_dir, "tokenizer_config.json"), encoding="utf-8"))
+    tc["padding_side"] = "right"
+    tc["truncation_side"] = "right"
+    tc["model_max_length"] = max_length
+    tc.pop("chat_template", None)
+    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(tc, f, ensure_ascii=False, indent=1)

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import time
 
@@ -47,7 +46,7 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import BUILD, MODELS, PAD, ROOT, run_log  # noqa: E402
+from common import BUILD, MODELS, PAD, ROOT, run_log, write_classifier_tokenizer  # noqa: E402
 from model import Config, LlamaForCausalLM  # noqa: E402
 from tokenizer import ByteBPE  # noqa: E402
 
@@ -478,15 +477,7 @@ def parity(model, tok):
 
 
 def write_folder(out, tok_dir, cfg, par):
-    shutil.copy(os.path.join(tok_dir, "tokenizer.json"), os.path.join(out, "tokenizer.json"))
-    shutil.copy(os.path.join(tok_dir, "special_tokens_map.json"), os.path.join(out, "special_tokens_map.json"))
-    tc = json.load(open(os.path.join(tok_dir, "tokenizer_config.json"), encoding="utf-8"))
-    tc["padding_side"] = "right"
-    tc["truncation_side"] = "right"
-    tc["model_max_length"] = MAXLEN
-    tc.pop("chat_template", None)
-    with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(tc, f, ensure_ascii=False, indent=1)
+    write_classifier_tokenizer(tok_dir, out, MAXLEN)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
     with open(os.path.join(out, "parity.json"), "w", encoding="utf-8") as f:
