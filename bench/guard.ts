@@ -31,7 +31,6 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { DETECTOR_BY_NAME, DETECTORS, detect } from '../src/plugins/privacy/detectors/index.js';
 import { Classifier as SlmClassifier } from '../src/slm/classifier.js';
-import { readModelFolder } from '../src/slm/folder.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import type { Child } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
@@ -196,8 +195,12 @@ export async function run(argv: string[]): Promise<number> {
   const threshold = values.threshold === undefined ? undefined : Number(values.threshold);
   if (threshold !== undefined && !(threshold >= 0 && threshold <= 1)) throw new Error('--threshold must be 0..1');
 
-  const cls = classifierInfo(values.classifier, values.labels, threshold);
-  const prompt = await promptFacts(cls);
+  // The model as the guard plugin loads it: its labels, length and windows are what the servers will use.
+  const dir = classifierDir(values.classifier);
+  const model = await SlmClassifier.load(dir);
+  const cls = classifierInfo(model, values.classifier, values.labels, threshold);
+  const prompt = promptFacts(model);
+  await model.release();
 
   const perRun = (l: Level) => warmup + (l.connections === 1 ? singleDuration : duration) + 5;
   const budgetMs = 120_000 + rounds * configs.length * levels.reduce((a, c) => a + perRun(c), 0) * 1000;
@@ -339,19 +342,26 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
-/** The classifier's folder and what the guard will make of it (labels that count, threshold, max length). */
-function classifierInfo(name: string, labelsFlag: string | undefined, threshold: number | undefined): Classifier {
+/** The classifier's folder, refused with a hint when it is not there. */
+function classifierDir(name: string): string {
   const dir = name.startsWith('.') || isAbsolute(name) ? resolve(name) : join(ROOT, 'models', name);
   if (!existsSync(join(dir, 'config.json'))) {
     throw new Error(
       `classifier '${name}': no model folder at ${dir}${name === SAFETY ? ` (${SAFETY} may not be trained yet; pass --classifier ${STAND_IN} to bench with the stand-in)` : ''}`,
     );
   }
-  const folder = readModelFolder(dir);
-  const id2label = folder.config.id2label ?? {};
-  const labels = Object.entries(id2label)
-    .sort(([a], [b]) => Number(a) - Number(b))
-    .map(([, l]) => l);
+  return dir;
+}
+
+/** What the guard will make of the classifier (labels that count, threshold, max length). */
+function classifierInfo(
+  model: SlmClassifier,
+  name: string,
+  labelsFlag: string | undefined,
+  threshold: number | undefined,
+): Classifier {
+  const dir = model.folder.dir;
+  const labels = model.labels;
   const standIn = name === STAND_IN || dir === join(ROOT, 'models', STAND_IN);
   const counted = labelsFlag
     ? labelsFlag
@@ -363,10 +373,7 @@ function classifierInfo(name: string, labelsFlag: string | undefined, threshold:
       : undefined;
   const unknown = counted?.filter((l) => !labels.includes(l)) ?? [];
   if (unknown.length) throw new Error(`--labels: ${unknown.join(', ')} not among the model's ${labels.join(', ')}`);
-  const fromTok = folder.tokenizerConfig.model_max_length;
-  const maxLength =
-    folder.config.max_position_embeddings ?? (typeof fromTok === 'number' && fromTok < 1e6 ? fromTok : 512);
-  const own = (folder.config as { tandem_threshold?: unknown }).tandem_threshold;
+  const own = (model.folder.config as { tandem_threshold?: unknown }).tandem_threshold;
   return {
     name,
     dir,
@@ -374,9 +381,9 @@ function classifierInfo(name: string, labelsFlag: string | undefined, threshold:
     labels,
     counted,
     threshold: threshold ?? (typeof own === 'number' ? own : undefined),
-    maxLength,
-    onnxBytes: fileSize(folder.onnxPath),
-    multiLabel: folder.config.problem_type === 'multi_label_classification',
+    maxLength: model.maxLength,
+    onnxBytes: fileSize(model.folder.onnxPath),
+    multiLabel: model.multiLabel,
   };
 }
 
@@ -399,8 +406,8 @@ interface PromptFacts {
 }
 
 /** Token count with the classifier's tokenizer, the PII privacy will find, and the windows the guard will classify. */
-async function promptFacts(cls: Classifier): Promise<PromptFacts> {
-  const tok = new TextTokenizer(readModelFolder(cls.dir));
+function promptFacts(model: SlmClassifier): PromptFacts {
+  const tok = new TextTokenizer(model.folder);
   const count = (t: string) => tok.encode(t, true).length;
   const found = detect(PROMPT, new Set(DETECTORS));
   const pii = found.map((f) => `${f.detector} '${PROMPT.slice(f.start, f.end)}'`);
@@ -415,9 +422,7 @@ async function promptFacts(cls: Classifier): Promise<PromptFacts> {
   }
   redacted += PROMPT.slice(pos);
   // The guard's own cut (src/plugins/guard/classifier.ts reads Classifier.windows at the default piece size).
-  const model = await SlmClassifier.load(cls.dir);
   const pieces = model.windows(redacted).map((w) => ({ tokens: w.length }));
-  await model.release();
   return { chars: PROMPT.length, tokens: count(PROMPT), pii, redacted, redactedTokens: count(redacted), pieces };
 }
 
