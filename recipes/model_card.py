@@ -21,6 +21,21 @@ def mins(s):
     return f"{s/60:.1f} min ({s:.0f} s)"
 
 
+def pretraining(base):
+    """One stage, or the stages of a run continued with train.py --init (each with its own warm-up and cosine)."""
+    stages = base.get("stages") or [base]
+
+    def one(st):
+        return (f"{st['steps']} steps x {st['batch']} x {st['seq']} tokens = {st['train_tokens']:,} tokens, "
+                f"AdamW (lr {st['lr']:g}, cosine, warmup 100, wd 0.1)")
+    if len(stages) == 1:
+        return one(stages[0])
+    parts = "; then ".join(f"stage {i + 1}: {one(st)}, validation loss {st['val_loss']:.3f} after it"
+                           for i, st in enumerate(stages))
+    epochs = base["train_tokens"] / base["corpus_train_tokens"]
+    return f"{base['train_tokens']:,} tokens in all (~{epochs:.2f} epochs of the corpus), in {len(stages)} stages ({parts})"
+
+
 def main(name):
     out = os.path.join(MODELS, name)
     m = json.load(open(os.path.join(CKPT_DIR, name, "metrics.json")))
@@ -53,8 +68,7 @@ def main(name):
         f"- ONNX fp32, opset {exp['opset']}: `model.onnx`, {exp['onnx_bytes']/1e6:.1f} MB (Optimum decoder-with-past layout)",
         "",
         "## Training",
-        f"- Pre-training: {base['steps']} steps x {base['batch']} x {base['seq']} tokens = {base['train_tokens']:,} tokens, "
-        f"AdamW (lr {base['lr']:g}, cosine, warmup 100, wd 0.1), wall time {mins(base['wall_time_s'])} on 2 CPU threads "
+        f"- Pre-training: {pretraining(base)}, wall time {mins(base['wall_time_s'])} on 2 CPU threads "
         "(Debian torch 1.13 + OpenBLAS; the 2-core machine was shared with other jobs, so times are upper bounds)",
         f"- Pre-training data: {base['corpus_train_tokens']:,} tokens (~{stats['train_chars']/1e6:.1f} M chars) from Debian packages: "
         f"GCIDE (dict-gcide, {stats['gcide_entries']:,} entries, capped), WordNet glosses ({stats['wordnet_synsets']:,} synsets), "

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BUILD, CKPT_DIR, ensure, set_threads  # noqa: E402
-from model import Config, LlamaForCausalLM, save  # noqa: E402
+from model import Config, LlamaForCausalLM, load, save  # noqa: E402
 
 
 def get_args():
@@ -36,6 +36,8 @@ def get_args():
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-batches", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", help="continue from build/ckpt/<INIT>/model.pt (its architecture; a fresh optimiser and "
+                   "learning-rate schedule); the earlier training is kept in the metrics as stage 1")
     return p.parse_args()
 
 
@@ -54,6 +56,10 @@ def evaluate(model, data, batches, batch, seq):
     return float(np.mean(losses))
 
 
+def stage_of(m):
+    return {k: m[k] for k in ("steps", "batch", "seq", "train_tokens", "lr", "wall_time_s", "val_loss")}
+
+
 def main():
     a = get_args()
     set_threads()
@@ -63,7 +69,15 @@ def main():
     val = np.fromfile(os.path.join(tokdir, "heldout.bin"), dtype=np.uint16)
     cfg = Config(hidden_size=a.hidden, intermediate_size=a.ffn, num_hidden_layers=a.layers,
                  num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, max_position_embeddings=a.ctx)
-    model = LlamaForCausalLM(cfg)
+    prior = None
+    if a.init:
+        model, prior = load(os.path.join(CKPT_DIR, a.init, "model.pt"))
+        model.train()
+        cfg = model.config
+        if "train_tokens" not in prior:
+            sys.exit(f"--init {a.init}: its checkpoint carries no training metrics (steps, tokens, wall time)")
+    else:
+        model = LlamaForCausalLM(cfg)
     n_params = model.num_params()
     print(f"{a.name}: {n_params} params, train {len(train)} tokens, val {len(val)} tokens", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -73,8 +87,12 @@ def main():
     rng = np.random.default_rng(a.seed)
     out = os.path.join(CKPT_DIR, a.name)
     ensure(out)
-    t0 = time.time()
     history = []
+    if prior:
+        vl0 = evaluate(model, val, a.eval_batches, a.batch, a.seq)
+        history.append({"step": 0, "val_loss": vl0, "time_s": 0.0})
+        print(f"--init {a.init}: val_loss {vl0:.4f} before continuing (stage 1 reported {prior['val_loss']:.4f})", flush=True)
+    t0 = time.time()
     model.train()
     for step in range(1, a.steps + 1):
         lr = a.lr * min(1.0, step / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / a.steps))))
@@ -96,9 +114,13 @@ def main():
             vl = evaluate(model, val, a.eval_batches, a.batch, a.seq)
             history.append({"step": step, "train_loss": loss.item(), "val_loss": vl, "time_s": time.time() - t0})
             print(f"eval step {step} val_loss {vl:.4f}", flush=True)
-            metrics = {"name": a.name, "params": n_params, "steps": step, "batch": a.batch, "seq": a.seq,
-                       "train_tokens": step * a.batch * a.seq, "wall_time_s": time.time() - t0, "val_loss": vl,
-                       "history": history, "config": cfg.to_dict(), "lr": a.lr, "corpus_train_tokens": int(len(train)),
+            stage = {"steps": step, "batch": a.batch, "seq": a.seq, "train_tokens": step * a.batch * a.seq,
+                     "lr": a.lr, "wall_time_s": time.time() - t0, "val_loss": vl}
+            stages = (prior.get("stages") or [stage_of(prior)]) + [stage] if prior else [stage]
+            metrics = {"name": a.name, "params": n_params, "steps": sum(s["steps"] for s in stages), "batch": a.batch,
+                       "seq": a.seq, "train_tokens": sum(s["train_tokens"] for s in stages),
+                       "wall_time_s": sum(s["wall_time_s"] for s in stages), "val_loss": vl, "history": history,
+                       "config": cfg.to_dict(), "lr": a.lr, "stages": stages, "corpus_train_tokens": int(len(train)),
                        "corpus_val_tokens": int(len(val))}
             save(model, os.path.join(out, "model.pt"), metrics)
             with open(os.path.join(out, "metrics.json"), "w") as f:
