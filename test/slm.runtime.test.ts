@@ -5,6 +5,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
 import { Classifier } from '../src/slm/classifier.js';
+import { Detokenizer } from '../src/slm/detokenizer.js';
 import { AbortedError, GenerationEngine, QueueFullError } from '../src/slm/engine.js';
 import { ModelError, readModelFolder } from '../src/slm/folder.js';
 import { ModelRegistry, UnknownModelError } from '../src/slm/registry.js';
@@ -364,6 +365,24 @@ describe('tokenizer', () => {
   const ours = new TextTokenizer(folder);
   const lib = new Tokenizer(folder.tokenizerJson, folder.tokenizerConfig);
   const libIds = (t: string) => lib.encode(t, { add_special_tokens: false }).ids;
+
+  test('streamed detokenizing, finished, equals a one-shot decode, also when the ids stop mid-character', () => {
+    const ids = ours.encode('naïve café 🙂👍🏽 日本語 — “quoted” ok');
+    let cutMidChar = 0;
+    for (let n = 1; n <= ids.length; n++) {
+      const head = ids.slice(0, n);
+      const detok = new Detokenizer(ours);
+      let streamed = '';
+      for (const id of head) streamed = detok.push(id);
+      const whole = ours.decode(head);
+      if (whole.endsWith('\uFFFD')) {
+        cutMidChar++;
+        expect(streamed.endsWith('\uFFFD')).toBe(false); // held back while more bytes may come
+      }
+      expect(detok.finish()).toBe(whole);
+    }
+    expect(cutMidChar).toBeGreaterThan(0); // the text must really split characters across tokens
+  });
 
   test('chunk-wise encoding equals the library on held-out chat text, edge cases and random strings', () => {
     const lines = readFileSync('recipes/eval/chat-heldout.jsonl', 'utf8').split('\n').filter(Boolean);

@@ -26,4 +26,16 @@ export class Detokenizer {
     }
     return this.text;
   }
+
+  /**
+   * The full text once generation has ended: what push held back as an unfinished multi-byte character is given
+   * too (as U+FFFD, as a one-shot decode of the ids gives it), so streamed text equals the decode of the ids.
+   */
+  finish(): string {
+    const prefix = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset));
+    const next = this.tokenizer.decode(this.ids.slice(this.prefixOffset));
+    if (next.length > prefix.length) this.text += next.slice(prefix.length);
+    this.prefixOffset = this.readOffset = this.ids.length;
+    return this.text;
+  }
 }
