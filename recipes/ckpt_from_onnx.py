@@ -36,7 +36,7 @@ def state_from_onnx(path):
         if node.op_type != "MatMul" or not m:
             continue
         w = next(x for x in node.input if x in arrays)
-        state[f"model.{m.group(1)}.{m.group(2)}.{m.group(3)}.weight"] = arrays[w].T.copy()
+        state[f"model.{m.group(1)}.{m.group(2)}.{m.group(3)}.weight"] = arrays[w].T  # copied with the rest below
     return {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
 
 

@@ -230,7 +230,7 @@ export class EftDecoder {
         if (ids.length >= this.p.maxTokens) break outer;
       }
     }
-    const rest = stops.push(detok.finish()).delta + stops.flush();
+    const rest = stops.finish(detok.finish());
     if (rest) onText?.(rest, -1);
     return { ids, text: stops.text, finishReason, stats: this.stats(speculative) };
   }

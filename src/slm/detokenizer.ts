@@ -17,14 +17,7 @@ export class Detokenizer {
   /** Adds one id; returns the full text so far. */
   push(id: number): string {
     this.ids.push(id);
-    const prefix = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset));
-    const next = this.tokenizer.decode(this.ids.slice(this.prefixOffset));
-    if (next.length > prefix.length && !next.endsWith('\uFFFD')) {
-      this.text += next.slice(prefix.length);
-      this.prefixOffset = this.readOffset;
-      this.readOffset = this.ids.length;
-    }
-    return this.text;
+    return this.advance(false);
   }
 
   /**
@@ -32,10 +25,17 @@ export class Detokenizer {
    * too (as U+FFFD, as a one-shot decode of the ids gives it), so streamed text equals the decode of the ids.
    */
   finish(): string {
+    return this.advance(true);
+  }
+
+  private advance(final: boolean): string {
     const prefix = this.tokenizer.decode(this.ids.slice(this.prefixOffset, this.readOffset));
     const next = this.tokenizer.decode(this.ids.slice(this.prefixOffset));
-    if (next.length > prefix.length) this.text += next.slice(prefix.length);
-    this.prefixOffset = this.readOffset = this.ids.length;
+    if (next.length > prefix.length && (final || !next.endsWith('\uFFFD'))) {
+      this.text += next.slice(prefix.length);
+      this.prefixOffset = this.readOffset;
+      this.readOffset = this.ids.length;
+    }
     return this.text;
   }
 }

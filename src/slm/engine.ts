@@ -418,7 +418,7 @@ export class GenerationEngine {
         keep.push(i);
         return;
       }
-      const rest = s.stop.push(s.detok.finish()).delta + s.stop.flush();
+      const rest = s.stop.finish(s.detok.finish());
       if (rest) s.opts.onText?.(rest, undefined);
       s.resolve({
         text: s.stop.text,

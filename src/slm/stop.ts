@@ -44,11 +44,15 @@ export class StopMatcher {
     return { delta, stopped: false };
   }
 
-  /** What was held back, once generation ends without a stop string. */
-  flush(): string {
+  /**
+   * The last delta once generation ends, given its final full text: what that adds, and what was held back as a
+   * possible stop string's start (nothing after a stop string).
+   */
+  finish(full: string): string {
+    const { delta } = this.push(full);
     const end = this.text.length;
     const rest = this.text.slice(this.released, end);
     this.released = end;
-    return rest;
+    return delta + rest;
   }
 }
