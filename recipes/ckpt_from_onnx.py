@@ -40,6 +40,20 @@ def state_from_onnx(path):
     return {k: torch.from_numpy(np.array(v)) for k, v in state.items()}
 
 
+def rebuild(folder):
+    """The torch model whose weights are those of folder/model.onnx (exits when the graph does not map onto it)."""
+    with open(os.path.join(folder, "config.json")) as f:
+        cfg = Config.from_dict(json.load(f))
+    model = LlamaForCausalLM(cfg)
+    state = state_from_onnx(os.path.join(folder, "model.onnx"))
+    expected = {k for k in model.state_dict() if k != "lm_head.weight"}
+    missing, extra = expected - set(state), set(state) - expected
+    if missing or extra:
+        sys.exit(f"{folder}: cannot map the graph onto the model: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    model.load_state_dict(state, strict=False)  # lm_head is tied to the embedding
+    return model.eval()
+
+
 @torch.no_grad()
 def check_parity(model, parity):
     full = parity["full"]
@@ -60,17 +74,7 @@ def main():
                    "continued training and fine-tuning can report the whole history")
     a = p.parse_args()
     folder = os.path.join(a.models, a.name)
-    with open(os.path.join(folder, "config.json")) as f:
-        hf = json.load(f)
-    cfg = Config.from_dict(hf)
-    model = LlamaForCausalLM(cfg)
-    state = state_from_onnx(os.path.join(folder, "model.onnx"))
-    expected = {k for k in model.state_dict() if k != "lm_head.weight"}
-    missing, extra = expected - set(state), set(state) - expected
-    if missing or extra:
-        sys.exit(f"{folder}: cannot map the graph onto the model: missing {sorted(missing)}, unexpected {sorted(extra)}")
-    model.load_state_dict(state, strict=False)  # lm_head is tied to the embedding
-    model.eval()
+    model = rebuild(folder)
     with open(os.path.join(folder, "parity.json")) as f:
         parity = json.load(f)
     diff = check_parity(model, parity)

@@ -1,13 +1,18 @@
 """Export a checkpoint to ONNX in the Hugging Face Optimum decoder layout (with KV cache), plus the folder files.
 
 python3 export_onnx.py --ckpt tandem-large-chat [--out models/tandem-large-chat]
+python3 export_onnx.py --rewrite-graph models/tandem-small-chat   # a committed folder, weights unchanged
 
-Graph (opset 14):
+Graph (opset 14, written node by node by recipes/onnx_graph.py):
   inputs   input_ids [batch, seq] int64, attention_mask [batch, past+seq] int64, position_ids [batch, seq] int64,
            past_key_values.{i}.key / .value [batch, kv_heads, past, head_dim] float32 (past may be 0)
   outputs  logits [batch, seq, vocab] float32, present.{i}.key / .value [batch, kv_heads, past+seq, head_dim]
-The tied embedding: constant folding stores a transposed copy of embed_tokens for the logits MatMul; it is replaced
-by a Transpose node on the embedding initializer (saves vocab*hidden*4 bytes).
+The tied embedding is read through a Transpose node on the embedding initializer (onnxruntime folds it at load), not
+stored twice. fix_tied_embedding does the same for torch.onnx.export graphs (export_nocache.py's fixture).
+
+--rewrite-graph rewrites only model.onnx of an exported folder: the weights are read back from its model.onnx
+(ckpt_from_onnx.py) and must reproduce its parity.json before and after, so a change of graph layout reaches the
+committed models without retraining; the model card's size is updated.
 
 Also writes config.json (HF Llama), generation_config.json, the tokenizer files and parity.json (torch logits for
 fixed inputs: full prompt without cache, prefix + cached steps, and a left-padded batch).
@@ -15,6 +20,7 @@ fixed inputs: full prompt without cache, prefix + cached steps, and a left-padde
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -26,51 +32,16 @@ from onnx import helper, numpy_helper
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import CKPT_DIR, MODELS, PAD, TOK_DIR, set_threads  # noqa: E402
 from model import load  # noqa: E402
+from onnx_graph import OPSET, build  # noqa: E402
 from tokenizer import load as load_tok  # noqa: E402
 
-OPSET = 14
-
-
-class Wrapper(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-        self.n = m.config.num_hidden_layers
-
-    def forward(self, input_ids, attention_mask, position_ids, *past):
-        pkv = [(past[2 * i], past[2 * i + 1]) for i in range(self.n)]
-        logits, presents = self.m(input_ids, attention_mask, position_ids, pkv)
-        flat = []
-        for k, v in presents:
-            flat += [k, v]
-        return (logits, *flat)
 
 
 def export(model, path):
-    c = model.config
-    n, kv, hd = c.num_hidden_layers, c.num_key_value_heads, c.head_dim
-    B, S, P = 2, 3, 4
-    ids = torch.randint(4, c.vocab_size, (B, S))
-    am = torch.ones(B, P + S, dtype=torch.long)
-    pos = (torch.arange(S) + P).unsqueeze(0).expand(B, S).contiguous()
-    past = [torch.randn(B, kv, P, hd) for _ in range(2 * n)]
-    in_names = ["input_ids", "attention_mask", "position_ids"]
-    out_names = ["logits"]
-    dyn = {"input_ids": {0: "batch_size", 1: "sequence_length"},
-           "attention_mask": {0: "batch_size", 1: "past_sequence_length + sequence_length"},
-           "position_ids": {0: "batch_size", 1: "sequence_length"},
-           "logits": {0: "batch_size", 1: "sequence_length"}}
-    for i in range(n):
-        for t in ("key", "value"):
-            in_names.append(f"past_key_values.{i}.{t}")
-            out_names.append(f"present.{i}.{t}")
-            dyn[f"past_key_values.{i}.{t}"] = {0: "batch_size", 2: "past_sequence_length"}
-            dyn[f"present.{i}.{t}"] = {0: "batch_size", 2: "past_sequence_length + sequence_length"}
-    w = Wrapper(model).eval()
-    with torch.no_grad():
-        torch.onnx.export(w, (ids, am, pos, *past), path, input_names=in_names, output_names=out_names,
-                          dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True)
-    fix_tied_embedding(path, model)
+    """The decoder graph written node by node (recipes/onnx_graph.py); see there for why not torch.onnx.export."""
+    m = build(model)
+    onnx.save(m, path)
+    print(f"{path}: {len(m.graph.node)} nodes")
 
 
 def fix_tied_embedding(path, model):
@@ -190,12 +161,40 @@ def greedy(model, ids, n, stop=(0, 2)):
     return out
 
 
+def rewrite_graph(folder):
+    from ckpt_from_onnx import check_parity, rebuild
+    path = os.path.join(folder, "model.onnx")
+    with open(os.path.join(folder, "parity.json")) as f:
+        par = json.load(f)
+    model = rebuild(folder)
+    before = check_parity(model, par)
+    export(model, path + ".new")
+    os.replace(path + ".new", path)
+    after = check_parity(rebuild(folder), par)
+    if max(before, after) > par["tolerance"]:
+        sys.exit(f"{folder}: weights differ from parity.json by {max(before, after):.2e}")
+    size = os.path.getsize(path)
+    card = os.path.join(folder, "README.md")
+    if os.path.exists(card):
+        text = open(card).read()
+        # the family's cards ("`model.onnx`, 4.0 MB") and the guard's ("opset 14, 4.0 MB")
+        text = re.sub(r"(`model\.onnx`, |opset \d+, )[0-9.]+ MB", lambda m: f"{m.group(1)}{size / 1e6:.1f} MB", text)
+        open(card, "w").write(text)
+    print(f"{path}: rewritten, {size} bytes; torch vs parity.json {before:.1e} before, {after:.1e} after "
+          "(onnxruntime's parity: node recipes/check_onnx.mjs)")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--ckpt", required=True)
+    p.add_argument("--ckpt")
     p.add_argument("--out")
+    p.add_argument("--rewrite-graph", metavar="FOLDER")
     a = p.parse_args()
     set_threads()
+    if a.rewrite_graph:
+        return rewrite_graph(a.rewrite_graph)
+    if not a.ckpt:
+        p.error("--ckpt or --rewrite-graph is required")
     out = a.out or os.path.join(MODELS, a.ckpt)
     os.makedirs(out, exist_ok=True)
     model, metrics = load(os.path.join(CKPT_DIR, a.ckpt, "model.pt"))

@@ -43,11 +43,11 @@ import onnx
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import BUILD, MODELS, PAD, ROOT, run_log, write_classifier_tokenizer  # noqa: E402
-from model import Config, LlamaForCausalLM  # noqa: E402
+from model import LlamaForCausalLM  # noqa: E402
+from ckpt_from_onnx import check_parity, rebuild  # noqa: E402
 from tokenizer import ByteBPE  # noqa: E402
 
 NAME = "tandem-safety-classifier"
@@ -151,28 +151,11 @@ def operating_points(scores, labels, chosen):
 
 
 def load_decoder(folder):
-    """Rebuild the PyTorch decoder from an exported folder: HF-named initializers (embeddings, norms) directly, the
-    anonymous MatMul weights (onnx::MatMul_N, stored transposed) by the name of the node that consumes them
-    (/m/layers.N/self_attn/q_proj/MatMul ...). Checked against the folder's parity.json."""
-    cfg = json.load(open(os.path.join(folder, "config.json")))
-    m = onnx.load(os.path.join(folder, "model.onnx"))
-    inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
-    sd = {k: torch.from_numpy(v.copy()) for k, v in inits.items() if k.startswith("model.")}
-    for n in m.graph.node:
-        if n.op_type != "MatMul":
-            continue
-        parts = n.name.strip("/").split("/")
-        for x in n.input:
-            if x in inits and not x.startswith("model.") and len(parts) >= 4 and parts[1].startswith("layers."):
-                sd[f"model.{parts[1]}.{parts[2]}.{parts[3]}.weight"] = torch.from_numpy(inits[x].T.copy())
-    model = LlamaForCausalLM(Config.from_dict(cfg))
-    model.load_state_dict(sd, strict=True)
-    model.eval()
+    """The PyTorch decoder of an exported folder (ckpt_from_onnx.rebuild), checked against its parity.json."""
+    model = rebuild(folder)
     par = json.load(open(os.path.join(folder, "parity.json")))
-    with torch.no_grad():
-        lg, _ = model(torch.tensor([par["full"]["input_ids"]]))
-    diff = float((lg[0, -1] - torch.tensor(par["full"]["last_logits"])).abs().max())
-    assert diff < 1e-4, f"rebuilt {folder} does not match its parity.json ({diff})"
+    diff = check_parity(model, par)
+    assert diff < par["tolerance"], f"rebuilt {folder} does not match its parity.json ({diff})"
     return model, diff
 
 # ------------------------------------------------------------------------------------------------- model
