@@ -215,6 +215,40 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     expect(whole.top[0]).toHaveLength(5);
   });
 
+  test("the direct native run gives exactly the public InferenceSession's outputs", async () => {
+    const viaPublic = await CausalLM.load(modelDir(name), { threads: 1, direct: false });
+    try {
+      const ids = parity.full.input_ids;
+      const input = { ids: [ids], mask: [ids.map(() => 1)], positions: [ids.map((_, i) => i)] };
+      const a = await lm.forward({ ...input, past: lm.emptyCache(1) });
+      const b = await viaPublic.forward({ ...input, past: viaPublic.emptyCache(1) });
+      expect(a.logits).toEqual(b.logits);
+      expect(a.present).toEqual(b.present);
+      const step = { ids: [[5]], mask: [[...ids.map(() => 1), 1]], positions: [[ids.length]] };
+      const c = await lm.forward({ ...step, past: a.present });
+      const d = await viaPublic.forward({ ...step, past: b.present });
+      expect(c.logits).toEqual(d.logits);
+    } finally {
+      await viaPublic.release();
+    }
+  });
+
+  test('timers and I/O keep running while a long generation computes', async () => {
+    // Graphs run synchronously on the main thread; the session yields to the event loop every few milliseconds.
+    let pieces = 0;
+    const seen: number[] = [];
+    const tick = setInterval(() => seen.push(pieces), 2);
+    const r = await engine.generate(lm.tokenizer.encode('Tell me'), {
+      maxTokens: 240,
+      temperature: 0,
+      ignoreEos: true,
+      onText: () => pieces++,
+    });
+    clearInterval(tick);
+    expect(r.tokens).toHaveLength(240);
+    expect(seen.filter((n) => n > 0 && n < pieces).length).toBeGreaterThan(2);
+  });
+
   test('cancellation, queue limit, context limit and failures', async () => {
     const p = lm.tokenizer.encode('Tell me');
     const ctrl = new AbortController();

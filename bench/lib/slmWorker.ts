@@ -13,6 +13,7 @@ import { Session } from 'node:inspector/promises';
 import os from 'node:os';
 import { basename, join } from 'node:path';
 import ort from 'onnxruntime-node';
+import type { GraphSession } from '../../src/slm/session.js';
 
 export type Runtime = 'tandem' | 'transformersjs';
 
@@ -282,13 +283,17 @@ async function spyCreate<T>(f: () => Promise<T>): Promise<{ value: T; options: R
   }
 }
 
+/** The options Tandem's runtime passed to onnxruntime when it opened this model's graph. */
+function tandemOptionsOf(lm: object): Record<string, unknown> {
+  return { ...(lm as unknown as { session: GraphSession }).session.options };
+}
+
 /** The options Tandem's runtime passes to onnxruntime, from a throw-away load. */
 async function tandemSessionOptions(task: ModelTask): Promise<Record<string, unknown>> {
   const { CausalLM } = await import('../../src/slm/causalLM.js');
-  const { value: lm, options } = await spyCreate(() => CausalLM.load(task.dir, { threads: task.threads }));
+  const lm = await CausalLM.load(task.dir, { threads: task.threads });
   await lm.release();
-  if (!options) throw new Error('could not capture the session options Tandem passes to onnxruntime');
-  return options;
+  return tandemOptionsOf(lm);
 }
 
 async function loadTandem(task: ModelTask) {
@@ -297,10 +302,10 @@ async function loadTandem(task: ModelTask) {
   const result = emptyResult('tandem', task);
   result.rssBeforeLoadMb = rssMb();
   const t0 = performance.now();
-  const { value: lm, options } = await spyCreate(() => CausalLM.load(task.dir, { threads: task.threads }));
+  const lm = await CausalLM.load(task.dir, { threads: task.threads });
   result.loadMs = performance.now() - t0;
   result.rssAfterLoadMb = rssMb();
-  result.sessionOptions = options;
+  result.sessionOptions = tandemOptionsOf(lm);
   const timer = timeRuns((lm as unknown as { session: Runnable }).session);
   // ignore_eos, as vLLM's benchmarks do: the engine is handed the model with an empty end-of-sequence set, so every
   // run decodes exactly newTokens. Everything else (forward, tokenizer, KV cache, sampling) is the real code path.

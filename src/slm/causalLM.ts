@@ -2,7 +2,7 @@ import type ort from 'onnxruntime-node';
 import { contextLength, eosIds, ModelError, type ModelFolder, readModelFolder } from './folder.js';
 import { emptyKv, type KvCache } from './kv.js';
 import { logSoftmax, topK } from './sampling.js';
-import { bool, float32, inputDims, int64, openSession, type SessionOptions } from './session.js';
+import { bool, float32, type GraphSession, inputDims, int64, openSession, type SessionOptions } from './session.js';
 import { TextTokenizer } from './tokenizer.js';
 
 export interface ForwardInput {
@@ -41,7 +41,7 @@ export class CausalLM {
 
   private constructor(
     readonly folder: ModelFolder,
-    private readonly session: ort.InferenceSession,
+    private readonly session: GraphSession,
   ) {
     const dir = folder.dir;
     const inputs = new Set(session.inputNames);

@@ -1,7 +1,7 @@
 import type ort from 'onnxruntime-node';
 import { ModelError, type ModelFolder, readModelFolder } from './folder.js';
 import { logSoftmax } from './sampling.js';
-import { int64, openSession, type SessionOptions } from './session.js';
+import { type GraphSession, int64, openSession, type SessionOptions } from './session.js';
 import { TextTokenizer } from './tokenizer.js';
 
 /** Padded tokens (rows x longest row) one shared run may hold; a call bigger than this runs alone. */
@@ -35,7 +35,7 @@ export class Classifier {
 
   private constructor(
     readonly folder: ModelFolder,
-    private readonly session: ort.InferenceSession,
+    private readonly session: GraphSession,
   ) {
     const dir = folder.dir;
     this.inputs = new Set(session.inputNames);
