@@ -2,7 +2,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
 import { Classifier } from '../src/slm/classifier.js';
 import { Detokenizer } from '../src/slm/detokenizer.js';
@@ -120,7 +120,12 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
     // Chat models may end at once on a plain prompt: ignoreEos keeps every sequence in the batch for 12 steps.
     const opts = { maxTokens: 12, temperature: 0, ignoreEos: true, topLogprobs: 0 };
     for (const p of prompts) seq.push(await engine.generate(p, opts));
-    const par = await Promise.all(prompts.map((p) => engine.generate(p, opts)));
+    const idle = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
+    const forward = vi.spyOn(lm, 'forward');
+    const par = await Promise.all(prompts.map((p) => idle.generate(p, opts)));
+    // Submitted in one tick to an idle engine, prefilled in one pass: one forward per generated token.
+    expect(forward.mock.calls.map((c) => c[0].ids.length)).toEqual(Array(12).fill(prompts.length));
+    forward.mockRestore();
     expect(par.map((r) => r.text)).toEqual(seq.map((r) => r.text));
     for (const r of seq) {
       expect(r.tokens.length).toBeGreaterThan(0);

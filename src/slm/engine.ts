@@ -175,7 +175,8 @@ export class GenerationEngine {
         resolve,
         reject,
       });
-      void this.loop();
+      // Started after the current tick's code: requests submitted together are prefilled together in one pass.
+      queueMicrotask(() => void this.loop());
     });
   }
 
