@@ -450,7 +450,7 @@ function summarise(
       tr && jr && tr.decodeTpsRuns.length === jr.decodeTpsRuns.length
         ? median(tr.decodeTpsRuns.map((x, i) => x / (jr.decodeTpsRuns[i] as number)))
         : null,
-    decodeRatioCeiling: tr && jr ? (tr.ortMsPerStep + jr.otherMsPerStep) / tr.ortMsPerStep : null,
+    decodeRatioCeiling: tr && jr ? (jr.ortMsPerStep + jr.otherMsPerStep) / tr.ortMsPerStep : null,
     concurrent8Tps,
     sequentialTps,
     concurrencyRatio: concurrent8Tps && sequentialTps ? concurrent8Tps / sequentialTps : null,
@@ -734,12 +734,14 @@ How it is measured:
   "End-to-end" includes the prefill. ${json.ignore_eos ? 'EOS is ignored in both runtimes (Tandem: the engine is handed the model with an empty end-of-sequence set; transformers.js: `eos_token_id: null`), so every run decodes exactly the same number of tokens, as vLLM benchmarks do.' : 'Generation stops at EOS.'}
 - **Paired runs**: the median over repetitions of (Tandem run r / transformers.js run r); the two runs of a pair are
   adjacent in time, so slow drifts in background load cancel.
-- **ORT ms/step** is the median time inside onnxruntime's
-  \`session.run\` per decode step (an instance-level timing wrapper in the bench child); **other ms/step** the median of
-  everything else per step: the runtime's own JavaScript (tensor building, BigInt conversion, KV bookkeeping, logits
-  processing, sampling, detokenising). Both runtimes run the same graph, so ORT ms/step should match; the decode ratio
-  is decided by "other". **Ceiling** = (ORT + transformers.js other) / ORT: the ratio Tandem would reach if its own
-  per-step JavaScript took no time at all.
+- **ORT ms/step** is the median time of the session's run call per decode step (an instance-level timing wrapper in
+  the bench child): for transformers.js onnxruntime-node's public \`session.run\` (a setImmediate hop, the native run,
+  re-wrapping of the outputs); for Tandem its direct call of the same native run (\`src/slm/session.ts\`: no hop and no
+  re-wrapping; the event loop is let in at least every 2 ms instead). Both run the same graph, so the difference in this
+  column is that per-call overhead. **Other ms/step** is the median of everything else per step: the runtime's own
+  JavaScript (tensor building, BigInt conversion, KV bookkeeping, logits processing, sampling, detokenising).
+  **Ceiling** = (transformers.js ORT + other) / Tandem ORT: the ratio Tandem would reach at one token per step if its
+  own per-step JavaScript took no time at all; prompt-lookup speculation (several tokens per step) can pass it.
 - **Greedy ids**: the first decode run's ids of both runtimes, fed the same prompt ids (Tandem's tokenizer).
 - **Concurrency** (Tandem only): ${BATCH_TEXTS.length} different prompts through one \`GenerationEngine\` (\`maxBatch: 8\`), all
   submitted at once (continuously batched) vs one after another; total generated tokens / wall time including prefill,
