@@ -30,6 +30,7 @@ import { readModelFolder } from '../src/slm/folder.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { type Child, startChild } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
 import type {
   BandwidthResult,
   BandwidthTask,
@@ -39,6 +40,7 @@ import type {
   Runtime,
   RuntimeResult,
 } from './lib/slmWorker.js';
+import { SLOW_STEP_MS } from './lib/slmWorker.js';
 import { textTable } from './lib/textTable.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -115,6 +117,9 @@ interface RuntimeSummary {
   otherMsPerStep: number;
   /** Mean step time of a run (median over runs): includes the stalls. */
   meanMsPerStep: number;
+  /** Share of all decode time spent in steps longer than SLOW_STEP_MS, and the share of that inside session.run. */
+  slowShare: number;
+  slowShareInRun: number;
   tokensPerRun: number;
   sessionOptions: Record<string, unknown> | null;
   notes: string[];
@@ -393,6 +398,8 @@ function summariseRuntime(r: RuntimeResult): RuntimeSummary {
     ortMsPerStep: median(d.map((x) => x.ortStepMedianMs)),
     otherMsPerStep: median(d.map((x) => x.otherStepMedianMs)),
     meanMsPerStep: median(d.map((x) => x.stepsMs / steps(x))),
+    slowShare: sum(d.map((x) => x.slowMs)) / sum(d.map((x) => x.stepsMs)),
+    slowShareInRun: sum(d.map((x) => x.slowOrtMs)) / sum(d.map((x) => x.slowMs)),
     tokensPerRun: d[0]?.tokens ?? 0,
     sessionOptions: r.sessionOptions ?? null,
     notes: r.notes,
@@ -556,6 +563,8 @@ function buildReport(summaries: Summary[], info: RunInfo) {
           e2e_tps: round(r.e2eTps, 1),
           ort_ms_per_step: round(r.ortMsPerStep, 4),
           other_ms_per_step: round(r.otherMsPerStep, 4),
+          slow_step_share: round(r.slowShare, 3),
+          slow_step_share_in_run: round(r.slowShareInRun, 3),
           tokens_per_run: r.tokensPerRun,
           session_options: r.sessionOptions,
           notes: r.notes,
@@ -669,15 +678,15 @@ function table(summaries: Summary[]): string {
 
 function mdTables(summaries: Summary[]): string {
   const out = [
-    '| model | runtime | prefill 64 tok, ms | prefill tok/s | first token ms | decode tok/s (b=1) | ORT ms/step | other ms/step | end-to-end tok/s | load ms | RSS +MB at load |',
-    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
+    `| model | runtime | prefill 64 tok, ms | prefill tok/s | first token ms | decode tok/s (b=1) | ORT ms/step | other ms/step | decode time in steps > ${SLOW_STEP_MS} ms (inside run) | end-to-end tok/s | load ms | RSS +MB at load |`,
+    '|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|',
   ];
   for (const s of summaries)
     for (const rt of RUNTIMES) {
       const r = s.runtimes[rt];
       if (!r) continue;
       out.push(
-        `| ${s.model} | ${rt === 'tandem' ? 'Tandem' : 'transformers.js'} | ${fmt(r.prefillMsMedian, 2)} | ${fmt(r.prefillTps, 0)} | ${fmt(r.firstTokenMsMedian, 2)} | ${fmt(r.decodeTps, 1)} | ${fmt(r.ortMsPerStep, 3)} | ${fmt(r.otherMsPerStep, 3)} | ${fmt(r.e2eTps, 1)} | ${fmt(r.loadMs, 0)} | ${fmt(r.rssLoadDeltaMb, 0)} |`,
+        `| ${s.model} | ${rt === 'tandem' ? 'Tandem' : 'transformers.js'} | ${fmt(r.prefillMsMedian, 2)} | ${fmt(r.prefillTps, 0)} | ${fmt(r.firstTokenMsMedian, 2)} | ${fmt(r.decodeTps, 1)} | ${fmt(r.ortMsPerStep, 3)} | ${fmt(r.otherMsPerStep, 3)} | ${fmt(r.slowShare * 100, 0)}% (${fmt(r.slowShareInRun * 100, 0)}%) | ${fmt(r.e2eTps, 1)} | ${fmt(r.loadMs, 0)} | ${fmt(r.rssLoadDeltaMb, 0)} |`,
       );
     }
   out.push(
@@ -742,6 +751,9 @@ How it is measured:
   JavaScript (tensor building, BigInt conversion, KV bookkeeping, logits processing, sampling, detokenising).
   **Ceiling** = (transformers.js ORT + other) / Tandem ORT: the ratio Tandem would reach at one token per step if its
   own per-step JavaScript took no time at all; prompt-lookup speculation (several tokens per step) can pass it.
+- **Decode time in steps > ${SLOW_STEP_MS} ms**: the share of all decode time spent in steps longer than ${SLOW_STEP_MS} ms (stalls: the
+  family's steps take 0.2-0.6 ms), and in brackets the part of it inside the run call. A stall inside the run is
+  onnxruntime's threads or the machine; outside it, the runtime's own JavaScript or garbage collection.
 - **Greedy ids**: the first decode run's ids of both runtimes, fed the same prompt ids (Tandem's tokenizer).
 - **Concurrency** (Tandem only): ${BATCH_TEXTS.length} different prompts through one \`GenerationEngine\` (\`maxBatch: 8\`), all
   submitted at once (continuously batched) vs one after another; total generated tokens / wall time including prefill,
@@ -778,25 +790,12 @@ function pkgVersion(name: string): string | null {
   }
 }
 
-function positive(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
-  return n;
-}
 function nonNegative(v: string | undefined, name: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be an integer >= 0`);
   return n;
 }
-function median(xs: number[]): number {
-  const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!s.length) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-}
 const verdict = (b: boolean | null | undefined) => (b === null || b === undefined ? 'n/a' : b ? 'met' : 'NOT met');
-const fmt = (n: number, d: number) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
-const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
 const gb = (bps: number) => (bps / 1e9).toFixed(1);
 const round = (n: number | undefined, d = 2) =>
   n === undefined || !Number.isFinite(n) ? null : Math.round(n * 10 ** d) / 10 ** d;

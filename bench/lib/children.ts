@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 
+/** Longest line a child may print (longer ones are cut to their end). */
+const MAX_LINE = 16 * 2 ** 20;
+
 /**
  * Child processes for benchmarks: every one started here is killed when the harness exits, whether it ends
  * normally, throws, or gets SIGINT/SIGTERM.
@@ -64,7 +67,9 @@ export function startChild(
         buf = buf.slice(i + 1);
         i = buf.indexOf('\n');
       }
-      if (buf.length > 64_000) buf = buf.slice(-8000);
+      // A child printing without newlines must not grow this without bound; a result line (one JSON document, ~100 KB
+      // for a 100-repetition SLM bench) must arrive whole.
+      if (buf.length > MAX_LINE) buf = buf.slice(-8000);
     };
   };
   // Always drained: a child blocked on a full pipe would look like a slow server.

@@ -9,11 +9,15 @@ export function positive(v: string | undefined, name: string): number {
   return n;
 }
 
+/** The median of the finite values (NaN when there are none). */
 export const median = (xs: number[]): number => {
-  const v = [...xs].sort((a, b) => a - b);
+  const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!v.length) return Number.NaN;
   const mid = Math.floor(v.length / 2);
   return v.length % 2 ? (v[mid] as number) : ((v[mid - 1] as number) + (v[mid] as number)) / 2;
 };
+
+export const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 export const fmt = (n: number, d: number) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 export const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');

@@ -14,6 +14,7 @@ import os from 'node:os';
 import { basename, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import type { GraphSession } from '../../src/slm/session.js';
+import { median } from './measure.js';
 
 export type Runtime = 'tandem' | 'transformersjs';
 
@@ -82,7 +83,13 @@ export interface DecodeRun {
   stepMedianMs: number;
   ortStepMedianMs: number;
   otherStepMedianMs: number;
+  /** Wall time of the steps that took longer than SLOW_STEP_MS, and the part of it inside session.run, ms. */
+  slowMs: number;
+  slowOrtMs: number;
 }
+
+/** A decode step this long is a stall (the family's steps take 0.2-0.6 ms): reported as the tail. */
+export const SLOW_STEP_MS = 1;
 
 export interface Concurrency {
   sequentialTps: number[];
@@ -165,11 +172,6 @@ export interface BandwidthResult {
 }
 
 const rssMb = () => Math.round((process.memoryUsage().rss / 2 ** 20) * 10) / 10;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Accumulated time in, and number of, an onnxruntime session's run calls. */
@@ -202,12 +204,18 @@ function decodeRun(start: number, stamps: number[], ortAt: number[]): DecodeRun 
   const step: number[] = [];
   const ort: number[] = [];
   const other: number[] = [];
+  let slowMs = 0;
+  let slowOrtMs = 0;
   for (let i = 1; i < n; i++) {
     const w = (stamps[i] as number) - (stamps[i - 1] as number);
     const o = (ortAt[i] as number) - (ortAt[i - 1] as number);
     step.push(w);
     ort.push(o);
     other.push(w - o);
+    if (w > SLOW_STEP_MS) {
+      slowMs += w;
+      slowOrtMs += Math.min(o, w);
+    }
   }
   return {
     tokens: n,
@@ -219,6 +227,8 @@ function decodeRun(start: number, stamps: number[], ortAt: number[]): DecodeRun 
     stepMedianMs: n > 1 ? median(step) : Number.NaN,
     ortStepMedianMs: n > 1 ? median(ort) : Number.NaN,
     otherStepMedianMs: n > 1 ? median(other) : Number.NaN,
+    slowMs,
+    slowOrtMs,
   };
 }
 
