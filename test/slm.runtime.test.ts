@@ -6,9 +6,10 @@ import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
 import { Classifier } from '../src/slm/classifier.js';
 import { Detokenizer } from '../src/slm/detokenizer.js';
-import { AbortedError, GenerationEngine, QueueFullError } from '../src/slm/engine.js';
+import { AbortedError, GenerationEngine, prefillGroups, QueueFullError } from '../src/slm/engine.js';
 import { ModelError, readModelFolder } from '../src/slm/folder.js';
 import { ModelRegistry, UnknownModelError } from '../src/slm/registry.js';
+import { rng } from '../src/slm/sampling.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { CAUSAL_FAMILY, CLASSIFIER, modelDir } from './support/models.js';
 
@@ -132,6 +133,26 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
       expect(r.tokens.length).toBeLessThanOrEqual(12);
       for (const t of r.tokens) expect(t.logprob).toBeLessThanOrEqual(0);
     }
+  });
+
+  test('prompts of very different lengths are prefilled in groups of similar length, with the same output', async () => {
+    const prompts = [
+      'Gold is',
+      'In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep.',
+      'A lamp',
+    ].map((p) => lm.tokenizer.encode(p));
+    const opts = { maxTokens: 6, temperature: 0, ignoreEos: true };
+    const want = [];
+    for (const p of prompts) want.push(await engine.generate(p, opts));
+    const idle = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 8, promptLookup: 0 });
+    const forward = vi.spyOn(lm, 'forward');
+    const got = await Promise.all(prompts.map((p) => idle.generate(p, opts)));
+    const shapes = forward.mock.calls.map((c) => [c[0].ids.length, c[0].ids[0]?.length]);
+    forward.mockRestore();
+    const short = Math.max(prompts[0]?.length ?? 0, prompts[2]?.length ?? 0);
+    // The two short prompts in one pass, the long one alone, then every step with all three.
+    expect(shapes).toEqual([[2, short], [1, prompts[1]?.length], ...Array(5).fill([3, 1])]);
+    expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
   });
 
   test('prompts prefilled in chunks (a small logits budget) generate exactly what one pass does', async () => {
@@ -395,6 +416,46 @@ describe('classifier', () => {
     const [byIds] = await c.logitsOfIds(c.windows(short));
     expect(maxDiff(byIds as Float32Array, Array.from(byText as Float32Array))).toBeLessThan(1e-6);
     await expect(c.logitsOfIds([all.slice(0, c.maxLength + 1)])).rejects.toThrow(/at most 128 tokens/);
+  });
+});
+
+describe('prefill groups', () => {
+  const cost = (lengths: number[], groups: number[][], pass: number) =>
+    groups.reduce((c, g) => c + Math.max(...g.map((i) => lengths[i] as number)) * g.length + pass, 0);
+  /** Every way to cut the sorted prompts into consecutive groups, the cheapest. */
+  const brute = (lengths: number[], pass: number): number => {
+    const sorted = [...lengths].sort((a, b) => a - b);
+    let best = Number.POSITIVE_INFINITY;
+    for (let mask = 0; mask < 2 ** Math.max(0, sorted.length - 1); mask++) {
+      let c = 0;
+      let start = 0;
+      for (let i = 0; i < sorted.length; i++) {
+        if (i === sorted.length - 1 || mask & (1 << i)) {
+          c += (sorted[i] as number) * (i - start + 1) + pass;
+          start = i + 1;
+        }
+      }
+      best = Math.min(best, c);
+    }
+    return sorted.length ? best : 0;
+  };
+
+  test('short prompts are not padded to a long one; similar ones share a pass', () => {
+    expect(prefillGroups([])).toEqual([]);
+    expect(prefillGroups([5, 5, 5])).toEqual([[0, 1, 2]]);
+    expect(prefillGroups([3, 60, 4])).toEqual([[0, 2], [1]]);
+    expect(prefillGroups([3, 60, 4], 1000)).toEqual([[0, 2, 1]]);
+  });
+
+  test('the groups are the cheapest cut of the sorted prompts, and cover each prompt once', () => {
+    const rand = rng(7);
+    for (let t = 0; t < 300; t++) {
+      const lengths = Array.from({ length: 1 + Math.floor(rand() * 8) }, () => 1 + Math.floor(rand() * 200));
+      const pass = Math.floor(rand() * 40);
+      const groups = prefillGroups(lengths, pass);
+      expect(groups.flat().sort((a, b) => a - b)).toEqual(lengths.map((_, i) => i));
+      expect(cost(lengths, groups, pass)).toBe(brute(lengths, pass));
+    }
   });
 });
 

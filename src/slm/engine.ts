@@ -118,6 +118,39 @@ function penalize(logits: Float32Array, s: Seq): void {
 
 const DEFAULT_LOGITS_BUDGET = 16 * 1024 * 1024;
 
+/**
+ * What one more prefill pass costs, in padded prompt rows: a pass's fixed overhead (graph launch, tensor conversion)
+ * is about what a handful of rows of compute costs for this family's models; for larger models it is less, and
+ * splitting is then only more worthwhile, so erring high only keeps a little padding.
+ */
+const PASS_COST_ROWS = 8;
+
+/**
+ * Prefill groups for prompts of these lengths: one pass pads every prompt to its longest, so a short prompt prefilled
+ * with a long one costs as much as the long one. Prompts are taken shortest first and cut into consecutive groups
+ * that minimise padded rows plus PASS_COST_ROWS per pass (exact, by dynamic programming over the sorted lengths).
+ * Returns indices into `lengths`, shortest group first.
+ */
+export function prefillGroups(lengths: readonly number[], passCost = PASS_COST_ROWS): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => (lengths[a] as number) - (lengths[b] as number));
+  const len = order.map((i) => lengths[i] as number);
+  const best = [0];
+  const cut = [0];
+  for (let j = 1; j <= len.length; j++) {
+    best[j] = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < j; i++) {
+      const cost = (best[i] as number) + (len[j - 1] as number) * (j - i) + passCost;
+      if (cost < (best[j] as number)) {
+        best[j] = cost;
+        cut[j] = i;
+      }
+    }
+  }
+  const groups: number[][] = [];
+  for (let j = len.length; j > 0; j = cut[j] as number) groups.unshift(order.slice(cut[j], j));
+  return groups;
+}
+
 /** One position's logits, as a view (no copy). */
 function row(out: { logits: Float32Array; vocab: number }, index: number): Float32Array {
   return out.logits.subarray(index * out.vocab, (index + 1) * out.vocab);
@@ -217,12 +250,14 @@ export class GenerationEngine {
     this.retain(keep);
   }
 
-  /** Prefills waiting prompts together (left-padded) and merges them into the running batch. */
+  /** Prefills waiting prompts (left-padded, in groups of similar length) and merges them into the running batch. */
   private async admit(): Promise<void> {
     const room = this.opts.maxBatch - this.active.length;
     const fresh = this.waiting.splice(0, room);
     try {
-      await this.prefill(fresh);
+      for (const group of prefillGroups(fresh.map((s) => s.prompt.length))) {
+        await this.prefill(group.map((i) => fresh[i] as Seq));
+      }
     } catch (err) {
       // Not yet in the batch, so the loop's clean-up would not see them: fail them here (settling twice is harmless).
       for (const s of fresh) s.reject(err as Error);
