@@ -11,7 +11,8 @@
  * Each model runs in its own child process (bench/lib/slmWorker.ts) that loads both runtimes and alternates their
  * repetitions (A B, B A, ...), so background load falls on both alike; --isolate gives each runtime its own child.
  *
- * Flags: --models a,b (names under models/ or paths; default tandem-large-base,tandem-small-chat), --threads N (2),
+ * Flags: --models a,b (names under models/ or paths; default tandem-large-base,tandem-small-chat), --threads N|auto
+ * (auto: each model's count as the model registry gives it, 1 under 8 MB of ONNX, else 2; both runtimes get the same),
  * --new-tokens N (64), --prompt-tokens N (64), --prefill-reps N (60), --decode-reps N (100), --concurrency-reps N (15)
  * (about 45 s in all; with 20 decode and 3 concurrency repetitions, four runs in a row on this shared 2-core machine
  * gave decode ratios from x1.28 to x1.66 and concurrency ratios from x2.61 to x3.09),
@@ -27,6 +28,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readModelFolder } from '../src/slm/folder.js';
+import { defaultThreads } from '../src/slm/registry.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { type Child, startChild } from './lib/children.js';
 import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
@@ -75,6 +77,8 @@ const BATCH_TEXTS = [
 interface Summary {
   model: string;
   dir: string;
+  /** Intra-op threads both runtimes ran this model with. */
+  threads: number;
   onnxBytes: number;
   params: number | null;
   runtimes: Partial<Record<Runtime, RuntimeSummary>>;
@@ -130,7 +134,7 @@ export async function run(argv: string[]): Promise<number> {
     args: argv,
     options: {
       models: { type: 'string', default: DEFAULT_MODELS.join(',') },
-      threads: { type: 'string', default: '2' },
+      threads: { type: 'string', default: 'auto' },
       'new-tokens': { type: 'string', default: '64' },
       'prompt-tokens': { type: 'string', default: '64' },
       'prefill-reps': { type: 'string', default: '60' },
@@ -147,7 +151,14 @@ export async function run(argv: string[]): Promise<number> {
     },
     strict: true,
   });
-  const threads = positive(values.threads, 'threads');
+  // 'auto': each model gets the intra-op threads the model registry gives it when serving (src/slm/registry.ts
+  // defaultThreads), and transformers.js gets the same; a number imposes that count on every model.
+  const forcedThreads = values.threads === 'auto' ? null : positive(values.threads, 'threads');
+  const threadsFor = (dir: string) => forcedThreads ?? defaultThreads(dir);
+  const threadsText =
+    forcedThreads === null
+      ? "each model's intra-op threads as the model registry gives them (1 under 8 MB of ONNX, else 2), the same for both runtimes"
+      : `${forcedThreads} intra-op thread(s) for both runtimes`;
   const newTokens = positive(values['new-tokens'], 'new-tokens');
   const promptTokens = positive(values['prompt-tokens'], 'prompt-tokens');
   const prefillReps = positive(values['prefill-reps'], 'prefill-reps');
@@ -183,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
   const loadBefore = os.loadavg();
   const cpus = os.cpus().length;
   console.log(
-    `bench slm: ${models.map((m) => m.name).join(', ')}; ${threads} intra-op thread(s) for both runtimes; node ${process.version}; ${cpus} CPUs (${os.cpus()[0]?.model ?? '?'}); loadavg ${fmtLoad(loadBefore)}`,
+    `bench slm: ${models.map((m) => m.name).join(', ')}; ${threadsText}; node ${process.version}; ${cpus} CPUs (${os.cpus()[0]?.model ?? '?'}); loadavg ${fmtLoad(loadBefore)}`,
   );
   if (loadBefore[0]! > cpus * 0.5)
     console.log(
@@ -212,7 +223,7 @@ export async function run(argv: string[]): Promise<number> {
         kind: 'model',
         runtimes: profile ? ['tandem'] : RUNTIMES,
         dir: m.dir,
-        threads,
+        threads: threadsFor(m.dir),
         promptIds,
         promptText: PROMPT_TEXT,
         batchIds,
@@ -225,7 +236,7 @@ export async function run(argv: string[]): Promise<number> {
         sessionOptions: values['session-options'] as 'threads' | 'same',
       };
       console.log(
-        `\n${m.name}: ${(onnxBytes / 2 ** 20).toFixed(1)} MiB ONNX, ${folder.config.num_hidden_layers ?? '?'} layers, vocab ${folder.config.vocab_size ?? '?'}; prompt ${promptIds.length} tokens, ${newTokens} new tokens${ignoreEos ? ' (EOS ignored)' : ''}; batch prompts ${batchIds.map((b) => b.length).join('/')} tokens`,
+        `\n${m.name}: ${(onnxBytes / 2 ** 20).toFixed(1)} MiB ONNX, ${folder.config.num_hidden_layers ?? '?'} layers, vocab ${folder.config.vocab_size ?? '?'}; ${task.threads} intra-op thread(s); prompt ${promptIds.length} tokens, ${newTokens} new tokens${ignoreEos ? ' (EOS ignored)' : ''}; batch prompts ${batchIds.map((b) => b.length).join('/')} tokens`,
       );
 
       if (profile) {
@@ -250,7 +261,7 @@ export async function run(argv: string[]): Promise<number> {
         mkdirSync(dirname(out), { recursive: true });
         writeFileSync(
           out,
-          `Tandem decode-loop CPU profile (V8 sampling profiler via node:inspector, 250 us, node --no-turbo-inlining), ${m.name}, ${threads} threads, ${new Date().toISOString()}, loadavg ${fmtLoad(os.loadavg())}\nGenerated by \`npm run bench -- slm --profile\`; do not edit by hand. Profiles: ${dir}\nonnxruntime-node runs the graph synchronously on the main thread: its native time is the anonymous native frame charged to onnxruntime-node.\n\n${text}\n`,
+          `Tandem decode-loop CPU profile (V8 sampling profiler via node:inspector, 250 us, node --no-turbo-inlining), ${m.name}, ${task.threads} threads, ${new Date().toISOString()}, loadavg ${fmtLoad(os.loadavg())}\nGenerated by \`npm run bench -- slm --profile\`; do not edit by hand. Profiles: ${dir}\nonnxruntime-node runs the graph synchronously on the main thread: its native time is the anonymous native frame charged to onnxruntime-node.\n\n${text}\n`,
         );
         console.log(`\n${text}\n\nwrote ${out} (profile mode writes no bench report)`);
         return 0;
@@ -263,7 +274,7 @@ export async function run(argv: string[]): Promise<number> {
       } else results.push(await worker(task, children, m.name));
       const merged: Partial<Record<Runtime, RuntimeResult>> = {};
       for (const r of results) Object.assign(merged, r.runtimes);
-      const s = summarise(m.name, m.dir, onnxBytes, folder.config, merged, bw as BandwidthResult);
+      const s = summarise(m.name, m.dir, task.threads, onnxBytes, folder.config, merged, bw as BandwidthResult);
       s.childPids = results.map((r) => r.pid);
       summaries.push(s);
       printModel(s, promptIds.length, newTokens);
@@ -271,7 +282,7 @@ export async function run(argv: string[]): Promise<number> {
 
     const loadAfter = os.loadavg();
     const report = buildReport(summaries, {
-      threads,
+      threads: forcedThreads ?? 'auto',
       newTokens,
       promptTokens,
       prefillReps,
@@ -409,6 +420,7 @@ function summariseRuntime(r: RuntimeResult): RuntimeSummary {
 function summarise(
   model: string,
   dir: string,
+  threads: number,
   onnxBytes: number,
   config: Record<string, unknown>,
   rs: Partial<Record<Runtime, RuntimeResult>>,
@@ -444,6 +456,7 @@ function summarise(
   return {
     model,
     dir,
+    threads,
     onnxBytes,
     params: typeof config.num_parameters === 'number' ? config.num_parameters : null,
     runtimes,
@@ -503,7 +516,8 @@ function printModel(s: Summary, promptTokens: number, newTokens: number): void {
 }
 
 interface RunInfo {
-  threads: number;
+  /** --threads: a count imposed on every model, or 'auto' (each model's registry default; see the summaries). */
+  threads: number | 'auto';
   newTokens: number;
   promptTokens: number;
   prefillReps: number;
@@ -523,6 +537,7 @@ function buildReport(summaries: Summary[], info: RunInfo) {
   const cpus = os.cpus().length;
   const perModel = (s: Summary) => ({
     dir: s.dir.startsWith(ROOT) ? s.dir.slice(ROOT.length + 1) : s.dir,
+    threads: s.threads,
     onnx_bytes: s.onnxBytes,
     params: s.params,
     decode_tps: round(s.runtimes.tandem?.decodeTps, 1),
@@ -718,7 +733,7 @@ Generated by \`npm run bench -- slm\` on ${json.date}; do not edit by hand.
 
 Tandem's runtime (\`src/slm\`: \`CausalLM\` + \`GenerationEngine\`) against transformers.js ${json.transformersjs}, both on
 onnxruntime-node ${json.onnxruntime_node} (one installed copy), the **same \`model.onnx\`** (transformers.js reads it through a temp
-folder of symlinks that gives it the \`onnx/model.onnx\` layout), fp32 and **${json.threads} intra-op thread(s)** for both. Session options
+folder of symlinks that gives it the \`onnx/model.onnx\` layout), fp32, and the same intra-op threads for both: ${threadsDoc(json, summaries)}. Session options
 as passed to \`InferenceSession.create\` (captured): Tandem \`${optionsText(json, 'tandem')}\`; transformers.js
 \`${optionsText(json, 'transformersjs')}\` (${json.session_options_mode === 'same' ? "`--session-options same`: Tandem's exact options" : "`--session-options threads`: only the thread count is imposed, the rest are transformers.js' own defaults; `--session-options same` gives it Tandem's exact options"}).
 Node ${json.node}, ${json.cpus} CPUs (${json.cpu_model}), load average ${(json.loadavg_before as number[]).join(' ')} before and
@@ -774,6 +789,13 @@ Tandem's JavaScript timed alone, and session-option variants such as 1 thread or
 `,
   );
   console.log(`\nwrote ${jsonPath} and ${mdPath}`);
+}
+
+function threadsDoc(json: Record<string, unknown>, summaries: Summary[]): string {
+  const per = summaries.map((s) => `${s.model} ${s.threads}`).join(', ');
+  return json.threads === 'auto'
+    ? `**${per}**, as the model registry gives them when serving (1 for graphs under 8 MB, else 2; \`--threads N\` imposes N)`
+    : `**${per}** (\`--threads ${json.threads}\`; the default gives each model the model registry's count)`;
 }
 
 function optionsText(json: Record<string, unknown>, rt: Runtime): string {

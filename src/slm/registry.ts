@@ -21,6 +21,16 @@ const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4 };
 /** Graphs smaller than this run on one thread unless configured (see ModelSpecSchema.threads). */
 const SMALL_GRAPH_BYTES = 8 * 1024 * 1024;
 
+/** The intra-op threads a model folder gets unless configured: 1 for graphs under SMALL_GRAPH_BYTES, else 2. */
+export function defaultThreads(dir: string, onnxFile?: string): number {
+  try {
+    return statSync(readModelFolder(dir, onnxFile).onnxPath).size < SMALL_GRAPH_BYTES ? 1 : 2;
+  } catch {
+    // The load that follows reports what is wrong with the folder.
+    return 2;
+  }
+}
+
 export class UnknownModelError extends Error {
   constructor(
     readonly model: string,
@@ -87,13 +97,7 @@ export class ModelRegistry {
   }
 
   private threads(spec: ModelSpec): number {
-    if (spec.threads !== undefined) return spec.threads;
-    try {
-      return statSync(readModelFolder(spec.path, spec.onnxFile).onnxPath).size < SMALL_GRAPH_BYTES ? 1 : 2;
-    } catch {
-      // The load that follows reports what is wrong with the folder.
-      return 2;
-    }
+    return spec.threads ?? defaultThreads(spec.path, spec.onnxFile);
   }
 
   causalLM(nameOrPath: string): Promise<LoadedCausal> {
