@@ -10,6 +10,7 @@ import { Track } from '../src/eft/track.js';
 import { CausalLM } from '../src/slm/causalLM.js';
 import { SequenceCursor } from '../src/slm/cursor.js';
 import { GenerationEngine } from '../src/slm/engine.js';
+import { defaultThreads } from '../src/slm/registry.js';
 import { argmax, rng } from '../src/slm/sampling.js';
 import type { ChatMessageInput, TextTokenizer } from '../src/slm/tokenizer.js';
 import { publishEval } from './publish.js';
@@ -372,26 +373,29 @@ export async function run(argv: string[]): Promise<number> {
     if (g.tokens.map((t) => t.id).join() === sc.ids.join()) engineSame++;
     else mismatches.push(`${q.id}: GenerationEngine vs plain greedy (small chat)`);
   }
-  // The same EFT answers with the project's default of 2 onnxruntime threads per model (three sessions run at once).
-  const load2 = (name: string) => CausalLM.load(join(ROOT, 'models', name), { threads: 2 });
-  const [large2, chat2, base2] = await Promise.all([
-    load2(MODELS.largeBase),
-    load2(MODELS.smallChat),
-    load2(MODELS.smallBase),
+  // The same EFT answers with each model on the threads the model registry gives it when serving (the eft plugin's).
+  const servedThreads = Object.fromEntries(
+    [MODELS.largeBase, MODELS.smallChat, MODELS.smallBase].map((n) => [n, defaultThreads(join(ROOT, 'models', n))]),
+  );
+  const loadServed = (name: string) => CausalLM.load(join(ROOT, 'models', name), { threads: servedThreads[name] });
+  const [largeServed, chatServed, baseServed] = await Promise.all([
+    loadServed(MODELS.largeBase),
+    loadServed(MODELS.smallChat),
+    loadServed(MODELS.smallBase),
   ]);
-  const models2: EftModels = { large: large2, expert: chat2, base: base2, tok };
-  await eft(models2, warm.messages, HEADLINE_BETA, GAMMA);
-  const ms2: number[] = [];
+  const modelsServed: EftModels = { large: largeServed, expert: chatServed, base: baseServed, tok };
+  await eft(modelsServed, warm.messages, HEADLINE_BETA, GAMMA);
+  const msServed: number[] = [];
   const ms1: number[] = [];
-  let same2 = 0;
+  let sameServed = 0;
   for (const [i, q] of checkQs.entries()) {
-    const a2 = await eft(models2, q.messages, HEADLINE_BETA, GAMMA);
+    const aServed = await eft(modelsServed, q.messages, HEADLINE_BETA, GAMMA);
     const a1 = await eft(eftModels, q.messages, HEADLINE_BETA, GAMMA);
-    ms2.push(a2.ms);
+    msServed.push(aServed.ms);
     ms1.push(a1.ms);
-    if (a2.ids.join() === (answers.eft[i] as Answer).ids.join()) same2++;
+    if (aServed.ids.join() === (answers.eft[i] as Answer).ids.join()) sameServed++;
   }
-  await Promise.all([large2.release(), chat2.release(), base2.release()]);
+  await Promise.all([largeServed.release(), chatServed.release(), baseServed.release()]);
   const eftAll = [...sweep.values()].flat();
   for (const a of eftAll) if (a.text === tok.decode(a.ids)) decoderTextSame++;
 
@@ -612,10 +616,11 @@ export async function run(argv: string[]): Promise<number> {
     },
     threads_comparison: {
       questions: checkQs.length,
-      note: "EFT (beta 1, gamma 4) on the check questions, interleaved: this run's threads vs 2 onnxruntime threads per model (the model registry's default)",
+      note: "EFT (beta 1, gamma 4) on the check questions, interleaved: this run's threads vs each model's threads as the model registry gives them when serving",
+      served_threads: servedThreads,
       [`ms_per_answer_threads_${threads}`]: r1(mean(ms1)),
-      ms_per_answer_threads_2: r1(mean(ms2)),
-      threads_2_identical_ids: same2,
+      ms_per_answer_served_threads: r1(mean(msServed)),
+      served_threads_identical_ids: sameServed,
     },
     agreement: {
       eft_same_answer_as_small_chat: r4(mean(sameAs('small_chat'))),
@@ -710,7 +715,10 @@ export async function run(argv: string[]): Promise<number> {
   const list = (ks: string[]) => (ks.length ? ks.join(', ') : 'none');
   const kindLine = `EFT − small chat, paired 95% interval per kind: below 0 on ${list(kinds.filter((k) => kindIv(k).ci95[1] < 0))}; above 0 on ${list(kinds.filter((k) => kindIv(k).ci95[0] > 0))}; including 0 on ${list(kinds.filter((k) => kindIv(k).ci95[0] <= 0 && kindIv(k).ci95[1] >= 0))}.`;
   const tc = json.threads_comparison as Record<string, number | string>;
-  const threadsLine = `Threads: with 2 onnxruntime threads per model (the model registry's default, which the eft plugin's models get), EFT took ${tc.ms_per_answer_threads_2} ms per answer on the ${checkQs.length} check questions against ${tc[`ms_per_answer_threads_${threads}`]} ms with ${threads} (interleaved, same answers on ${tc.threads_2_identical_ids} of ${checkQs.length}). EftDecoder runs the three models' forward passes concurrently (Promise.all), so on ${json.cpus} cores 3 sessions x 2 intra-op threads compete for the CPU; this run uses ${threads} thread${threads === 1 ? '' : 's'} per model for every system (\`--threads\` changes it).`;
+  const served = Object.entries(servedThreads)
+    .map(([n, t]) => `${n} ${t}`)
+    .join(', ');
+  const threadsLine = `Threads: with each model on the onnxruntime threads the model registry gives it when serving, as the eft plugin's models run (${served}: 1 for graphs under 8 MB, else 2), EFT took ${tc.ms_per_answer_served_threads} ms per answer on the ${checkQs.length} check questions against ${tc[`ms_per_answer_threads_${threads}`]} ms with ${threads} per model (interleaved, same answers on ${tc.served_threads_identical_ids} of ${checkQs.length}). On ${json.cpus} cores the three sessions' intra-op thread pools compete for the CPU; this run uses ${threads} thread${threads === 1 ? '' : 's'} per model for every system (\`--threads\` changes it).`;
   const checksLine = `On the first ${checkQs.length} questions: token-by-token EFT (gamma 0) gave the same ids as speculative EFT on ${gamma0Same}; EFT with beta 0 gave the large base's own greedy answer on ${beta0Same}; GenerationEngine (batch 1, no prompt lookup) gave the plain greedy loop's answer for small chat on ${engineSame}.${mismatches.length ? ` Mismatches: ${mismatches.join('; ')}.` : ''} EftDecoder's streamed text equalled the tokenizer's decode of its ids on ${json.checks.eft_decoder_text_equals_tokenizer_decode} EFT answers (scores use the decode of the ids for every system).`;
   const doc = `# eft plugin evaluation
 
