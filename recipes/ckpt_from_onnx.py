@@ -4,9 +4,9 @@ python3 ckpt_from_onnx.py --name tandem-large-base [--models ../models]
 
 Fine-tuning starts from the committed base models without re-running their pre-training (34 + 10 min on 2 cores,
 and not bit-reproducible across thread counts), so everything fine-tuned later descends from exactly the weights
-that are committed. Named initializers keep their Hugging Face names; the anonymous MatMul weights
-(onnx::MatMul_N, stored transposed) are named by the scope of the node that reads them
-(/m/layers.N/self_attn/q_proj/MatMul -> model.layers.N.self_attn.q_proj.weight). The rebuilt model must reproduce
+that are committed. Initializers named model.* keep their Hugging Face names; projection weights, stored transposed
+(onnx::MatMul_N in torch.onnx.export graphs, transposed.<HF name> in onnx_graph.py's), are named by the scope of the
+node that reads them (/m/layers.N/self_attn/q_proj/MatMul -> model.layers.N.self_attn.q_proj.weight). The rebuilt model must reproduce
 the folder's parity.json (torch logits written at export) within its tolerance, or nothing is written.
 """
 import argparse

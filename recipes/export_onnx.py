@@ -36,7 +36,6 @@ from onnx_graph import OPSET, build  # noqa: E402
 from tokenizer import load as load_tok  # noqa: E402
 
 
-
 def export(model, path):
     """The decoder graph written node by node (recipes/onnx_graph.py); see there for why not torch.onnx.export."""
     m = build(model)

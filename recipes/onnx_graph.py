@@ -80,7 +80,7 @@ def build(model):
     mask = b.op("Where", [b.op("And", [causal, real]), f32(0.0), f32(NEG)])
 
     # RoPE tables once per step, laid out to broadcast over [batch, seq, heads..., head_dim].
-    inv_freq = sd["rotary.inv_freq"] if "rotary.inv_freq" in sd else model.rotary.inv_freq.numpy()
+    inv_freq = model.rotary.inv_freq.numpy()  # a non-persistent buffer: not in the state dict
     freqs = b.op("Mul", [b.op("Unsqueeze", [b.op("Cast", ["position_ids"], to=TensorProto.FLOAT), b.const([2])]),
                          b.init("rotary.inv_freq", inv_freq.astype(np.float32))])
     emb = b.op("Concat", [freqs, freqs], axis=-1)

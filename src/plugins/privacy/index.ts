@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { CheckOutcome, JsonObject, PluginDefinition, PluginHooks, RequestContext } from '../types.js';
 import { DETECTOR_BY_NAME, DETECTORS, type DetectorName, detect, type Finding } from './detectors/index.js';
 import { type PrivacyAction, type PrivacyConfig, PrivacyConfigSchema } from './schema.js';
@@ -272,7 +273,7 @@ export const privacyPlugin: PluginDefinition<PrivacyConfig> = {
           // mode) can take effect, and the scan stops once it has.
           if (sinceYield > YIELD_EVERY_CHARS) {
             sinceYield = 0;
-            await new Promise((r) => setImmediate(r));
+            await nextTurn();
           }
           if (signal.aborted) throw new Error('aborted');
           found.push(detect(text, enabled, times));
