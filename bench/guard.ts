@@ -33,7 +33,7 @@ import { DETECTOR_BY_NAME, DETECTORS, detect } from '../src/plugins/privacy/dete
 import { Classifier as SlmClassifier } from '../src/slm/classifier.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import type { Child } from './lib/children.js';
-import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { formatProfile, reportPath, summariseProfile } from './lib/cpuprofile.js';
 import {
   autocannonCounts,
   cpuMs,
@@ -310,7 +310,7 @@ export async function run(argv: string[]): Promise<number> {
         const prof = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
         if (!prof) throw new Error(`no .cpuprofile written in ${dir}`);
         parts.push(
-          `## ${id}\nprofile file: ${join(dir, prof)}\n\n${formatProfile(summariseProfile(join(dir, prof), ROOT))}`,
+          `## ${id}\nprofile file: ${reportPath(join(dir, prof))}\n\n${formatProfile(summariseProfile(join(dir, prof), ROOT))}`,
         );
       }
       const out = join(ROOT, 'reports', 'bench-guard-profile.txt');

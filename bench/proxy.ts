@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import autocannon, { type Result } from 'autocannon';
 import { type Child, freePort, startChild, waitForHttp } from './lib/children.js';
-import { formatProfile, summariseProfile } from './lib/cpuprofile.js';
+import { formatProfile, reportPath, summariseProfile } from './lib/cpuprofile.js';
 import {
   autocannonCounts,
   cpuMs,
@@ -233,7 +233,7 @@ export async function run(argv: string[]): Promise<number> {
       mkdirSync(dirname(out), { recursive: true });
       writeFileSync(
         out,
-        `Tandem CPU profile under autocannon load (${modes.join(' + ')}, ${connections} connections, ${duration} s each), ${new Date().toISOString()}\nprofile file: ${join(profDir, prof)}\n\n${text}\n`,
+        `Tandem CPU profile under autocannon load (${modes.join(' + ')}, ${connections} connections, ${duration} s each), ${new Date().toISOString()}\nprofile file: ${reportPath(join(profDir, prof))}\n\n${text}\n`,
       );
       console.log(`\n${text}\n\nwrote ${out} (profile mode writes no bench report)`);
     } else if (TARGETS.every((t) => targets.includes(t)) && modes.length === MODES.length) {

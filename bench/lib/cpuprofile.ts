@@ -1,4 +1,11 @@
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
+
+/** A profile's path as committed reports show it: under $TMPDIR rather than this machine's temp folder. */
+export function reportPath(path: string): string {
+  const tmp = os.tmpdir();
+  return path.startsWith(tmp) ? `$TMPDIR${path.slice(tmp.length)}` : path;
+}
 
 /** Self and inclusive time from a V8 .cpuprofile (as written by `node --cpu-prof`), grouped by function and package. */
 interface CallFrame {
