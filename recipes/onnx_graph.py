@@ -8,8 +8,11 @@ Here:
   * reshapes take constant shapes (0 = keep that dimension), so no shape arithmetic per layer;
   * the causal mask and RoPE's cos/sin are built once per step, not per layer;
   * rotate_half is a matrix product with a signed permutation (exact: one nonzero per column);
-  * GQA needs no repeat: queries are laid out [batch, kv_heads, group, seq, head_dim] and multiply the keys
-    [batch, kv_heads, 1, ...] by broadcasting.
+  * GQA needs no repeat: the queries of the heads that share a key head are stacked as the rows of one product,
+    [batch, kv_heads, group * seq, head_dim] times that head's keys, so each key head is read once per step by one
+    matrix product (broadcasting [batch, kv_heads, group, seq, head_dim] over the keys ran a vector product per
+    query head instead, reading each key head once per query head); the causal mask is tiled to those rows once
+    per step.
 Operation order within each formula follows recipes/model.py (scores divided after the product, RMSNorm as
 x * (1 / sqrt(mean(x^2) + eps)) * w, SiLU as x * sigmoid(x)), so onnxruntime's fusions apply as before and parity
 against torch stays within the same 1e-4.
@@ -69,15 +72,16 @@ def build(model):
     b = _Builder()
     f32 = lambda v: b.const(v, np.float32)  # noqa: E731
 
-    # Mask [batch, 1, 1, seq, total]: key j is visible to query i when j <= (total - seq) + i and not padding.
+    # Mask [batch, 1, seq, total]: key j is visible to query i when j <= (total - seq) + i and not padding.
     seq = b.op("Gather", [b.op("Shape", ["input_ids"]), b.const(1)], axis=0)
     total = b.op("Gather", [b.op("Shape", ["attention_mask"]), b.const(1)], axis=0)
     qpos = b.op("Add", [b.op("Range", [b.const(0), seq, b.const(1)]), b.op("Sub", [total, seq])])
     kpos = b.op("Range", [b.const(0), total, b.const(1)])
     causal = b.op("Not", [b.op("Greater", [b.op("Unsqueeze", [kpos, b.const([0])]),
                                              b.op("Unsqueeze", [qpos, b.const([1])])])])
-    real = b.op("Greater", [b.op("Unsqueeze", ["attention_mask", b.const([1, 2, 3])]), b.const(0)])
+    real = b.op("Greater", [b.op("Unsqueeze", ["attention_mask", b.const([1, 2])]), b.const(0)])
     mask = b.op("Where", [b.op("And", [causal, real]), f32(0.0), f32(NEG)])
+    mask = b.op("Tile", [mask, b.const([1, 1, rep, 1])])  # [batch, 1, group * seq, total], rows as the queries'.
 
     # RoPE tables once per step, laid out to broadcast over [batch, seq, heads..., head_dim].
     inv_freq = model.rotary.inv_freq.numpy()  # a non-persistent buffer: not in the state dict
@@ -116,16 +120,18 @@ def build(model):
         k = b.op("Reshape", [proj(h, i, "self_attn", "k_proj"), b.const([0, 0, nkv, hd])])
         v = b.op("Reshape", [proj(h, i, "self_attn", "v_proj"), b.const([0, 0, nkv, hd])])
         q = b.op("Transpose", [rope(q, cos_q, sin_q)], perm=[0, 2, 3, 1, 4])  # [batch, kv, group, seq, hd]
+        q = b.op("Reshape", [q, b.const([0, 0, -1, hd])])  # [batch, kv, group * seq, hd]
         k = b.op("Transpose", [rope(k, cos_k, sin_k)], perm=[0, 2, 1, 3])  # [batch, kv, seq, hd]
         v = b.op("Transpose", [v], perm=[0, 2, 1, 3])
         k = b.op("Concat", [f"past_key_values.{i}.key", k], axis=2, out=f"present.{i}.key")
         v = b.op("Concat", [f"past_key_values.{i}.value", v], axis=2, out=f"present.{i}.value")
-        # Transpose last, right before the product: onnxruntime folds it into the MatMul (FusedMatMul transB), where
-        # a stand-alone Transpose of the whole cache cost as much as the layer's projections at batch 8.
-        kt = b.op("Transpose", [b.op("Unsqueeze", [k, b.const([2])])], perm=[0, 1, 2, 4, 3])  # [batch, kv, 1, hd, total]
+        # Transpose right before the product: onnxruntime folds it into the MatMul (FusedMatMul transB), where a
+        # stand-alone Transpose of the whole cache cost as much as the layer's projections at batch 8.
+        kt = b.op("Transpose", [k], perm=[0, 1, 3, 2])  # [batch, kv, hd, total]
         att = b.op("Add", [b.op("Div", [b.op("MatMul", [q, kt]), scale]), mask])
         att = b.op("Softmax", [att], axis=-1)
-        y = b.op("MatMul", [att, b.op("Unsqueeze", [v, b.const([2])])])  # [batch, kv, group, seq, hd]
+        y = b.op("MatMul", [att, v])  # [batch, kv, group * seq, hd]
+        y = b.op("Reshape", [y, b.const([0, nkv, rep, -1, hd])])
         y = b.op("Reshape", [b.op("Transpose", [y], perm=[0, 3, 1, 2, 4]), b.const([0, 0, nh * hd])])
         x = b.op("Add", [x, proj(y, i, "self_attn", "o_proj")])
         h = rms(x, b.init(f"{p}.post_attention_layernorm.weight", sd[f"{p}.post_attention_layernorm.weight"]),
