@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { eftLogprobs } from '../src/eft/combine.js';
 import { EftDecoder } from '../src/eft/decoder.js';
@@ -258,12 +258,12 @@ function progress(label: string, i: number, n: number, t0: number): void {
 
 const SYSTEMS = ['large_base', 'small_chat', 'eft', 'oracle'] as const;
 type System = (typeof SYSTEMS)[number];
-const LABEL: Record<System, string> = {
-  large_base: 'large base alone (tandem-large-base, raw prompt)',
-  small_chat: 'small chat alone (tandem-small-chat, chat template)',
+const labels = (n: Record<keyof typeof MODELS, string>): Record<System, string> => ({
+  large_base: `large base alone (${n.largeBase}, raw prompt)`,
+  small_chat: `small chat alone (${n.smallChat}, chat template)`,
   eft: `EFT up-scaled, beta ${HEADLINE_BETA} (large base + small chat - small base)`,
-  oracle: 'oracle: large fine-tuned directly (tandem-large-chat, chat template)',
-};
+  oracle: `oracle: large fine-tuned directly (${n.largeChat}, chat template)`,
+});
 const SHORT: Record<System, string> = {
   large_base: 'large base alone',
   small_chat: 'small chat alone',
@@ -284,11 +284,26 @@ export async function run(argv: string[]): Promise<number> {
       limit: { type: 'string' },
       threads: { type: 'string', default: '1' },
       'dry-run': { type: 'boolean', default: false },
+      // Experiments (recipes/knowledge_probe.sh): other questions or another large base and oracle. Printed only:
+      // the published report is about the committed family on the held-out questions.
+      questions: { type: 'string' },
+      'large-base': { type: 'string' },
+      oracle: { type: 'string' },
     },
     strict: true,
   });
   const threads = Number(values.threads);
-  const dataPath = join(ROOT, DATA);
+  const experiment = values.questions ?? values['large-base'] ?? values.oracle;
+  const dataPath = values.questions ? resolve(values.questions) : join(ROOT, DATA);
+  const dataName = values.questions ?? DATA;
+  const dirs: Record<keyof typeof MODELS, string> = {
+    largeBase: values['large-base'] ? resolve(values['large-base']) : join(ROOT, 'models', MODELS.largeBase),
+    largeChat: values.oracle ? resolve(values.oracle) : join(ROOT, 'models', MODELS.largeChat),
+    smallBase: join(ROOT, 'models', MODELS.smallBase),
+    smallChat: join(ROOT, 'models', MODELS.smallChat),
+  };
+  const names = Object.fromEntries(Object.entries(dirs).map(([k, d]) => [k, basename(d)])) as typeof dirs;
+  const LABEL = labels(names);
   const all = readFileSync(dataPath, 'utf8')
     .split('\n')
     .filter(Boolean)
@@ -298,12 +313,12 @@ export async function run(argv: string[]): Promise<number> {
   const started = performance.now();
   const loadBefore = os.loadavg().map(r1);
 
-  const load = (name: string) => CausalLM.load(join(ROOT, 'models', name), { threads });
+  const load = (dir: string) => CausalLM.load(dir, { threads });
   const [largeBase, largeChat, smallBase, smallChat] = await Promise.all([
-    load(MODELS.largeBase),
-    load(MODELS.largeChat),
-    load(MODELS.smallBase),
-    load(MODELS.smallChat),
+    load(dirs.largeBase),
+    load(dirs.largeChat),
+    load(dirs.smallBase),
+    load(dirs.smallChat),
   ]);
   const tok = smallChat.tokenizer;
   const eftModels: EftModels = { large: largeBase, expert: smallChat, base: smallBase, tok };
@@ -375,13 +390,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   // The same EFT answers with each model on the threads the model registry gives it when serving (the eft plugin's).
   const servedThreads = Object.fromEntries(
-    [MODELS.largeBase, MODELS.smallChat, MODELS.smallBase].map((n) => [n, defaultThreads(join(ROOT, 'models', n))]),
+    [dirs.largeBase, dirs.smallChat, dirs.smallBase].map((d) => [basename(d), defaultThreads(d)]),
   );
-  const loadServed = (name: string) => CausalLM.load(join(ROOT, 'models', name), { threads: servedThreads[name] });
+  const loadServed = (dir: string) => CausalLM.load(dir, { threads: servedThreads[basename(dir)] });
   const [largeServed, chatServed, baseServed] = await Promise.all([
-    loadServed(MODELS.largeBase),
-    loadServed(MODELS.smallChat),
-    loadServed(MODELS.smallBase),
+    loadServed(dirs.largeBase),
+    loadServed(dirs.smallChat),
+    loadServed(dirs.smallBase),
   ]);
   const modelsServed: EftModels = { large: largeServed, expert: chatServed, base: baseServed, tok };
   await eft(modelsServed, warm.messages, HEADLINE_BETA, GAMMA);
@@ -550,18 +565,18 @@ export async function run(argv: string[]): Promise<number> {
   const date = new Date().toISOString();
   const dataDesc =
     n === all.length
-      ? `${DATA} (all ${all.length} held-out chat questions with reference answers)`
-      : `${DATA} (${n} of ${all.length} held-out chat questions, a fixed subset stratified by kind)`;
+      ? `${dataName} (all ${all.length} held-out chat questions with reference answers)`
+      : `${dataName} (${n} of ${all.length} held-out chat questions, a fixed subset stratified by kind)`;
   const json = {
     date,
     data: dataDesc,
     n,
     n_by_kind: Object.fromEntries(kinds.map((k) => [k, questions.filter((q) => q.kind === k).length])),
     models: {
-      large_base: MODELS.largeBase,
-      small_chat: MODELS.smallChat,
-      small_base: MODELS.smallBase,
-      oracle: MODELS.largeChat,
+      large_base: names.largeBase,
+      small_chat: names.smallChat,
+      small_base: names.smallBase,
+      oracle: names.largeChat,
     },
     decoding: {
       temperature: 0,
@@ -695,9 +710,11 @@ export async function run(argv: string[]): Promise<number> {
   const agree = json.agreement;
   const differs = agree.where_eft_differs_from_small_chat;
   const em0 = SYSTEMS.every((x) => systems[x].exact_match.value === 0);
-  const why = verdict.holds
-    ? ''
-    : `\n\nWhy: the definitions, verses and element facts these questions ask for are in no training data of either model family (recipes/SPLITS.md: a held-out key is in neither pre-training nor chat SFT), so no model here knows the answers, large or small${em0 ? ' (exact match is 0 for all four systems)' : ''}; token F1 at this scale rewards the answer's shape and its common words ("The act of ...", "And the LORD said unto ..."). That shape (define, quote or list, then <|im_end|>) is what chat fine-tuning teaches, and the small chat model already has it. Scaling the base up adds fluency but no knowledge: the oracle, the large base fine-tuned directly, is only ${fmtCI(spread)} F1 above small chat, while the large base alone is ${paired.oracle_minus_large_base.value.toFixed(3)} below the oracle because it never closes an answer with <|im_end|> (format adherence ${systems.large_base.format_adherence.value.toFixed(3)}) and runs on for ${systems.large_base.tokens_per_answer} tokens on average (small chat ${systems.small_chat.tokens_per_answer}). Small chat alone therefore already closes ${fmtCI(paired.gap_closed_by_small_chat_alone, 2)} of the large-base-to-oracle gap, which leaves EFT almost nothing to add. EFT does change the answers (its ids differ from small chat's on ${differs.n} of ${n} questions, and equal the oracle's on ${(agree.eft_same_answer_as_oracle * 100).toFixed(1)}%), but what the large base brings into log p_large + (log p_small-chat − log p_small-base) is its pre-training prior, which carries no answer the small model lacks, so the changes are ${differs.f1_eft < differs.f1_small_chat ? 'on average for the worse' : 'on average not for the better'}: on the questions where EFT departs from small chat, F1 ${differs.f1_eft.toFixed(3)} for EFT against ${differs.f1_small_chat.toFixed(3)} for small chat (oracle ${differs.f1_oracle.toFixed(3)}). Proxy-tuning's 91% at 13B came from a large base that knew much more than the small tuned model; this miniature has no such knowledge gap to transfer, and the honest result is a gap closed of ${fmtCI(paired.gap_closed, 2)} with EFT ${verdict.eft_below_small_chat_ci_excludes_0 ? 'below' : 'not distinguishable from'} small chat alone.`;
+  // The paragraph explains the committed family on the held-out questions; an experiment's numbers stand alone.
+  const why =
+    verdict.holds || experiment
+      ? ''
+      : `\n\nWhy: the definitions, verses and element facts these questions ask for are in no training data of either model family (recipes/SPLITS.md: a held-out key is in neither pre-training nor chat SFT), so no model here knows the answers, large or small${em0 ? ' (exact match is 0 for all four systems)' : ''}; token F1 at this scale rewards the answer's shape and its common words ("The act of ...", "And the LORD said unto ..."). That shape (define, quote or list, then <|im_end|>) is what chat fine-tuning teaches, and the small chat model already has it. Scaling the base up adds fluency but no knowledge: the oracle, the large base fine-tuned directly, is only ${fmtCI(spread)} F1 above small chat, while the large base alone is ${paired.oracle_minus_large_base.value.toFixed(3)} below the oracle because it never closes an answer with <|im_end|> (format adherence ${systems.large_base.format_adherence.value.toFixed(3)}) and runs on for ${systems.large_base.tokens_per_answer} tokens on average (small chat ${systems.small_chat.tokens_per_answer}). Small chat alone therefore already closes ${fmtCI(paired.gap_closed_by_small_chat_alone, 2)} of the large-base-to-oracle gap, which leaves EFT almost nothing to add. EFT does change the answers (its ids differ from small chat's on ${differs.n} of ${n} questions, and equal the oracle's on ${(agree.eft_same_answer_as_oracle * 100).toFixed(1)}%), but what the large base brings into log p_large + (log p_small-chat − log p_small-base) is its pre-training prior, which carries no answer the small model lacks, so the changes are ${differs.f1_eft < differs.f1_small_chat ? 'on average for the worse' : 'on average not for the better'}: on the questions where EFT departs from small chat, F1 ${differs.f1_eft.toFixed(3)} for EFT against ${differs.f1_small_chat.toFixed(3)} for small chat (oracle ${differs.f1_oracle.toFixed(3)}). Proxy-tuning's 91% at 13B came from a large base that knew much more than the small tuned model; this miniature has no such knowledge gap to transfer, and the honest result is a gap closed of ${fmtCI(paired.gap_closed, 2)} with EFT ${verdict.eft_below_small_chat_ci_excludes_0 ? 'below' : 'not distinguishable from'} small chat alone.`;
 
   const intro = `Generated by \`npm run eval -- eft\` on ${date}; do not edit by hand. ${dataDesc}: the large base alone, the small chat model alone, EFT up-scaling (the large base plus beta × (small chat − small base), beta ${HEADLINE_BETA}) and the oracle (the large base fine-tuned directly on the same chat data). All greedy (temperature 0), at most ${MAX_TOKENS} new tokens, stopping at <|endoftext|> or <|im_end|>, no repetition penalty. EFT runs in process through EftDecoder (LocalLarge + Track) in speculative mode (gamma ${GAMMA}; exact at temperature 0: ${gamma0Same} of ${checkQs.length} re-decoded token by token were identical). Intervals: 95% percentile bootstrap, ${RESAMPLES} resamples, fixed seed; differences and the gap closed are paired.`;
   const section = `<!-- eval:start -->\n## Evaluation (${date.slice(0, 10)})\n\n${intro}\n\n${table}\n\n${verdictLine} Systems, beta sweep, breakdown by kind and checks: docs/eft.md and reports/eval-eft.json.\n<!-- eval:end -->`;
@@ -763,8 +780,10 @@ Reproduce: \`npm run eval -- eft\` (about ${Math.round(json.seconds / 60)} minut
   console.log(`\n${verdictLine}\n`);
   console.log(systemsTable);
   console.log(`\n${sweepTable}\n\n${devLine}\n\n${kindTable}\n\n${kindLine}\n\n${checksLine}\n\n${threadsLine}`);
-  if (values['dry-run']) {
-    console.log(`\ndry run: nothing written (${json.seconds}s)`);
+  if (values['dry-run'] || experiment) {
+    console.log(
+      `\n${experiment ? 'experiment (--questions, --large-base or --oracle): printed only' : 'dry run'}: nothing written (${json.seconds}s)`,
+    );
     return 0;
   }
   const reportPath = publishEval('eft', json, section, doc);

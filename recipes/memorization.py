@@ -49,6 +49,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=400, help="documents per split")
     p.add_argument("--ckpt", nargs="*", default=[], help="checkpoint names under build/ckpt to add")
+    p.add_argument("--docs", help="a JSONL of documents ({text}) to score too, e.g. knowledge.py's known_docs.jsonl")
     a = p.parse_args()
     set_threads()
     tok = load_tok()
@@ -59,10 +60,13 @@ def main():
     for name in a.ckpt:
         models[f"{name} (build/ckpt)"] = load(os.path.join(CKPT_DIR, name, "model.pt"))[0]
     print(f"{a.n} dictionary documents (WordNet, GCIDE) per split, first 128 tokens each; nats per token")
-    print("| model | trained-on docs | held-out docs | gap |\n|---|--:|--:|--:|")
+    extra = [json.loads(line) for line in open(a.docs, encoding="utf-8")] if a.docs else None
+    extra_col = f" | {os.path.basename(a.docs)} ({len(extra)} docs)" if extra else ""
+    print(f"| model | trained-on docs | held-out docs | gap{extra_col} |\n|---|--:|--:|--:|{'--:|' if extra else ''}")
     for name, model in models.items():
         s, u = loss(model.eval(), tok, seen), loss(model, tok, unseen)
-        print(f"| {name} | {s:.3f} | {u:.3f} | {u - s:.3f} |")
+        x = f" {loss(model, tok, extra):.3f} |" if extra else ""
+        print(f"| {name} | {s:.3f} | {u:.3f} | {u - s:.3f} |{x}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def get_args():
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-batches", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-bin", help="training tokens (uint16, as tokenizer.py writes them) instead of "
+                   "build/tokens/train.bin, e.g. knowledge.py's mix")
     p.add_argument("--init", help="continue from build/ckpt/<INIT>/model.pt (its architecture; a fresh optimiser and "
                    "learning-rate schedule); the earlier training is kept in the metrics as stage 1")
     return p.parse_args()
@@ -65,7 +67,7 @@ def main():
     set_threads()
     torch.manual_seed(a.seed)
     tokdir = os.path.join(BUILD, "tokens")
-    train = np.fromfile(os.path.join(tokdir, "train.bin"), dtype=np.uint16)
+    train = np.fromfile(a.train_bin or os.path.join(tokdir, "train.bin"), dtype=np.uint16)
     val = np.fromfile(os.path.join(tokdir, "heldout.bin"), dtype=np.uint16)
     cfg = Config(hidden_size=a.hidden, intermediate_size=a.ffn, num_hidden_layers=a.layers,
                  num_attention_heads=a.heads, num_key_value_heads=a.kv_heads, max_position_embeddings=a.ctx)
@@ -75,7 +77,10 @@ def main():
         model.train()
         cfg = model.config
         if "train_tokens" not in prior:
-            sys.exit(f"--init {a.init}: its checkpoint carries no training metrics (steps, tokens, wall time)")
+            # Rebuilt from a committed model.onnx (ckpt_from_onnx.py without --metrics): the earlier stages are in
+            # that model's card, not here; this run's metrics then cover only what it trains.
+            print(f"--init {a.init}: no training metrics in its checkpoint; recording this run's stage only", flush=True)
+            prior = {"stages": []}
     else:
         model = LlamaForCausalLM(cfg)
     n_params = model.num_params()
@@ -91,7 +96,8 @@ def main():
     if prior:
         vl0 = evaluate(model, val, a.eval_batches, a.batch, a.seq)
         history.append({"step": 0, "val_loss": vl0, "time_s": 0.0})
-        print(f"--init {a.init}: val_loss {vl0:.4f} before continuing (stage 1 reported {prior['val_loss']:.4f})", flush=True)
+        reported = f" (stage 1 reported {prior['val_loss']:.4f})" if "val_loss" in prior else ""
+        print(f"--init {a.init}: val_loss {vl0:.4f} before continuing{reported}", flush=True)
     t0 = time.time()
     model.train()
     for step in range(1, a.steps + 1):
@@ -116,7 +122,8 @@ def main():
             print(f"eval step {step} val_loss {vl:.4f}", flush=True)
             stage = {"steps": step, "batch": a.batch, "seq": a.seq, "train_tokens": step * a.batch * a.seq,
                      "lr": a.lr, "wall_time_s": time.time() - t0, "val_loss": vl}
-            stages = (prior.get("stages") or [stage_of(prior)]) + [stage] if prior else [stage]
+            earlier = (prior["stages"] if "stages" in prior else [stage_of(prior)]) if prior else []
+            stages = earlier + [stage]
             metrics = {"name": a.name, "params": n_params, "steps": sum(s["steps"] for s in stages), "batch": a.batch,
                        "seq": a.seq, "train_tokens": sum(s["train_tokens"] for s in stages),
                        "wall_time_s": sum(s["wall_time_s"] for s in stages), "val_loss": vl, "history": history,
