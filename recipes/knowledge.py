@@ -13,8 +13,9 @@ give. This builds the other setting:
   * build/knowledge/known.jsonl: one definition question per known word (chat_data.py's templates), every gloss a
     reference. The questions are held out of chat SFT; their answers were pre-trained on, by the large base only
     as often as the mix repeats them.
-Why several surface forms: a base that saw each gloss many times in only its dictionary form memorised it (loss near
-0.5 nats per token on those documents) and still did not produce it after a question, so EFT had nothing to draw on.
+Why several surface forms: a base that saw each gloss many times in only its dictionary form memorised those documents
+(a throw-away run: their loss fell far below that of any other training text) and still did not produce the gloss
+after a question, so EFT had nothing to draw on.
 Writes build/knowledge/{train.bin, known.jsonl, known_docs.jsonl, stats.json}.
 """
 import argparse

@@ -20,8 +20,7 @@ stage "knowledge mix and questions"; $PY knowledge.py --words "${KNOWN_WORDS:-40
 stage "second pre-training stage: tandem-large-base-known"
 $PY train.py --name tandem-large-base-known --init tandem-large-base --train-bin "$OUT/train.bin" \
   --steps "${KNOWN_STEPS:-600}" --lr 5e-4 --warmup 50 --seed 4 > "$BUILD/logs/knowledge-pretrain.log" 2>&1
-grep "val_loss" "$BUILD/logs/knowledge-pretrain.log" | head -1
-grep "val_loss" "$BUILD/logs/knowledge-pretrain.log" | tail -1
+grep -E "before continuing|^eval step" "$BUILD/logs/knowledge-pretrain.log" | sed -n '1p;$p'
 stage "chat SFT: tandem-large-chat-known (the probe's oracle)"
 $PY finetune.py --base tandem-large-base-known --name tandem-large-chat-known --steps 2500 \
   > "$BUILD/logs/knowledge-sft.log" 2>&1

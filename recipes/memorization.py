@@ -7,7 +7,8 @@ proxy-tuning papers, where the large base knows facts the small tuned model does
 has memorised those texts. This prints, per model, the mean per-token loss on a fixed sample of dictionary documents
 from the training split and from the held-out split (recipes/SPLITS.md), and the gap between them: the memorisation a
 "seen in pre-training" eval could draw on. The committed base models are rebuilt from their model.onnx
-(ckpt_from_onnx.rebuild); --ckpt adds checkpoints under build/ckpt (e.g. an experimental longer-trained base).
+(ckpt_from_onnx.rebuild); --ckpt adds checkpoints under build/ckpt (e.g. an experimental longer-trained base);
+--docs adds a column for any documents, e.g. knowledge.py's known words (knowledge_probe.sh).
 """
 import argparse
 import json
