@@ -28,7 +28,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readModelFolder } from '../src/slm/folder.js';
-import { defaultThreads } from '../src/slm/registry.js';
+import { DEFAULT_THREADS_RULE, defaultThreads } from '../src/slm/registry.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { type Child, startChild } from './lib/children.js';
 import { formatProfile, reportPath, summariseProfile } from './lib/cpuprofile.js';
@@ -157,7 +157,7 @@ export async function run(argv: string[]): Promise<number> {
   const threadsFor = (dir: string) => forcedThreads ?? defaultThreads(dir);
   const threadsText =
     forcedThreads === null
-      ? "each model's intra-op threads as the model registry gives them (1 under 8 MB of ONNX, else 2), the same for both runtimes"
+      ? `each model's intra-op threads as the model registry gives them (${DEFAULT_THREADS_RULE}), the same for both runtimes`
       : `${forcedThreads} intra-op thread(s) for both runtimes`;
   const newTokens = positive(values['new-tokens'], 'new-tokens');
   const promptTokens = positive(values['prompt-tokens'], 'prompt-tokens');
@@ -794,7 +794,7 @@ Tandem's JavaScript timed alone, and session-option variants such as 1 thread or
 function threadsDoc(json: Record<string, unknown>, summaries: Summary[]): string {
   const per = summaries.map((s) => `${s.model} ${s.threads}`).join(', ');
   return json.threads === 'auto'
-    ? `**${per}**, as the model registry gives them when serving (1 for graphs under 8 MB, else 2; \`--threads N\` imposes N)`
+    ? `**${per}**, as the model registry gives them when serving (${DEFAULT_THREADS_RULE}; \`--threads N\` imposes N)`
     : `**${per}** (\`--threads ${json.threads}\`; the default gives each model the model registry's count)`;
 }
 

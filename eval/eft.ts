@@ -10,7 +10,7 @@ import { Track } from '../src/eft/track.js';
 import { CausalLM } from '../src/slm/causalLM.js';
 import { SequenceCursor } from '../src/slm/cursor.js';
 import { GenerationEngine } from '../src/slm/engine.js';
-import { defaultThreads } from '../src/slm/registry.js';
+import { DEFAULT_THREADS_RULE, defaultThreads } from '../src/slm/registry.js';
 import { argmax, rng } from '../src/slm/sampling.js';
 import type { ChatMessageInput, TextTokenizer } from '../src/slm/tokenizer.js';
 import { publishEval } from './publish.js';
@@ -735,7 +735,7 @@ export async function run(argv: string[]): Promise<number> {
   const served = Object.entries(servedThreads)
     .map(([n, t]) => `${n} ${t}`)
     .join(', ');
-  const threadsLine = `Threads: with each model on the onnxruntime threads the model registry gives it when serving, as the eft plugin's models run (${served}: 1 for graphs under 8 MB, else 2), EFT took ${tc.ms_per_answer_served_threads} ms per answer on the ${checkQs.length} check questions against ${tc[`ms_per_answer_threads_${threads}`]} ms with ${threads} per model (interleaved, same answers on ${tc.served_threads_identical_ids} of ${checkQs.length}). On ${json.cpus} cores the three sessions' intra-op thread pools compete for the CPU; this run uses ${threads} thread${threads === 1 ? '' : 's'} per model for every system (\`--threads\` changes it).`;
+  const threadsLine = `Threads: with each model on the onnxruntime threads the model registry gives it when serving, as the eft plugin's models run (${served}: ${DEFAULT_THREADS_RULE}), EFT took ${tc.ms_per_answer_served_threads} ms per answer on the ${checkQs.length} check questions against ${tc[`ms_per_answer_threads_${threads}`]} ms with ${threads} per model (interleaved, same answers on ${tc.served_threads_identical_ids} of ${checkQs.length}). On ${json.cpus} cores the three sessions' intra-op thread pools compete for the CPU; this run uses ${threads} thread${threads === 1 ? '' : 's'} per model for every system (\`--threads\` changes it).`;
   const checksLine = `On the first ${checkQs.length} questions: token-by-token EFT (gamma 0) gave the same ids as speculative EFT on ${gamma0Same}; EFT with beta 0 gave the large base's own greedy answer on ${beta0Same}; GenerationEngine (batch 1, no prompt lookup) gave the plain greedy loop's answer for small chat on ${engineSame}.${mismatches.length ? ` Mismatches: ${mismatches.join('; ')}.` : ''} EftDecoder's streamed text equalled the tokenizer's decode of its ids on ${json.checks.eft_decoder_text_equals_tokenizer_decode} EFT answers (scores use the decode of the ids for every system).`;
   const doc = `# eft plugin evaluation
 

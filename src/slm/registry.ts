@@ -21,6 +21,9 @@ const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4 };
 /** Graphs smaller than this run on one thread unless configured (see ModelSpecSchema.threads). */
 const SMALL_GRAPH_BYTES = 8 * 1024 * 1024;
 
+/** defaultThreads' rule in words, for reports that state which thread counts they ran with. */
+export const DEFAULT_THREADS_RULE = `1 for graphs under ${SMALL_GRAPH_BYTES / 2 ** 20} MB, else 2`;
+
 /** The intra-op threads a model folder gets unless configured: 1 for graphs under SMALL_GRAPH_BYTES, else 2. */
 export function defaultThreads(dir: string, onnxFile?: string): number {
   try {
