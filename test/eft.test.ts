@@ -458,6 +458,24 @@ describe('bad input and refused configs', () => {
     expect(codes).toEqual(['n', 'logprobs', 'context_length_exceeded']);
   });
 
+  test('a required tool call or guaranteed JSON is a 400; tools under tool_choice auto get a text answer', async () => {
+    const tools = [{ type: 'function' as const, function: { name: 'lookup', parameters: { type: 'object' } } }];
+    const refused = await Promise.all([
+      t.client.chat.completions.create({ model: 'eft', messages, tools, tool_choice: 'required' }).then(
+        () => 'ok',
+        (e: APIError) => `${e.status} ${e.param} ${e.code}`,
+      ),
+      t.client.chat.completions.create({ model: 'eft', messages, response_format: { type: 'json_object' } }).then(
+        () => 'ok',
+        (e: APIError) => `${e.status} ${e.param} ${e.code}`,
+      ),
+    ]);
+    expect(refused).toEqual(['400 tool_choice unsupported_parameter', '400 response_format unsupported_parameter']);
+    const auto = await t.client.chat.completions.create({ model: 'eft', messages, tools, max_tokens: 4 });
+    expect(auto.choices[0]?.message.tool_calls ?? []).toEqual([]);
+    expect(auto.choices[0]?.message.content?.length).toBeGreaterThan(0);
+  });
+
   test('beta outside [0, 4] in the config is refused at load', async () => {
     await expect(
       startTandem(

@@ -233,6 +233,53 @@ describe('bad input against the local provider', () => {
     expect((c.json().error as { param: string }).param).toBe('prompt');
   });
 
+  test('a required tool call or guaranteed JSON is a 400 naming the parameter; tools under auto get text', async () => {
+    const tools = [{ type: 'function' as const, function: { name: 'lookup', parameters: { type: 'object' } } }];
+    const cases = [
+      { tools, tool_choice: 'required' as const },
+      { tools, tool_choice: { type: 'function' as const, function: { name: 'lookup' } } },
+      { response_format: { type: 'json_object' as const } },
+      {
+        response_format: {
+          type: 'json_schema' as const,
+          json_schema: { name: 'x', schema: { type: 'object' } },
+        },
+      },
+    ];
+    for (const extra of cases) {
+      const err = await t.client.chat.completions
+        .create({ model: 'tandem-chat', messages: ask('hi'), ...extra })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(APIError);
+      expect((err as APIError).status).toBe(400);
+      expect((err as APIError).code).toBe('unsupported_parameter');
+      expect((err as APIError).param).toBe('tools' in extra ? 'tool_choice' : 'response_format');
+      expect((err as APIError).message).toMatch(/served locally/);
+    }
+    const streamed = await post(`${t.url}/v1/chat/completions`, {
+      model: 'tandem-chat',
+      messages: ask('hi'),
+      stream: true,
+      response_format: { type: 'json_object' },
+    });
+    expect(streamed.status).toBe(400);
+    for (const extra of [
+      { tools },
+      { tools, tool_choice: 'none' as const },
+      { response_format: { type: 'text' as const } },
+    ]) {
+      const r = await t.client.chat.completions.create({
+        model: 'tandem-chat',
+        messages: ask('What is a dog?'),
+        temperature: 0,
+        max_tokens: 4,
+        ...extra,
+      });
+      expect(r.choices[0]?.message.tool_calls ?? []).toEqual([]);
+      expect(r.choices[0]?.message.content?.length).toBeGreaterThan(0);
+    }
+  });
+
   test('token-id prompts outside the vocabulary are a 400', async () => {
     const r = await post(`${t.url}/v1/completions`, {
       model: 'tandem-large-base',

@@ -7,6 +7,7 @@ import { rawChatText } from '../../eft/prompt.js';
 import { TokenIndex, tokenizerFingerprint } from '../../eft/tokens.js';
 import { Track } from '../../eft/track.js';
 import { HttpError } from '../../proxy/errors.js';
+import { refuseUnhonoured } from '../../proxy/textOnly.js';
 import { Channel } from '../../proxy/upstream/channel.js';
 import type { CallOptions, Upstream } from '../../proxy/upstream/types.js';
 import type { CausalLM } from '../../slm/causalLM.js';
@@ -116,8 +117,7 @@ function unsupported(body: JsonObject): void {
   if ((num(body.n) ?? 1) !== 1) throw new HttpError(400, 'EFT routes generate one choice (n = 1).', { param: 'n' });
   if (body.logprobs === true || num(body.logprobs) !== undefined)
     throw new HttpError(400, 'EFT routes do not return logprobs.', { param: 'logprobs' });
-  if (Array.isArray(body.tools) && body.tools.length > 0)
-    throw new HttpError(400, 'EFT routes do not call tools.', { param: 'tools' });
+  refuseUnhonoured(body, 'An EFT route');
 }
 
 function stopList(v: unknown): string[] {

@@ -12,6 +12,7 @@ import {
 } from '../../slm/engine.js';
 import type { LoadedCausal, ModelRegistry } from '../../slm/registry.js';
 import { HttpError } from '../errors.js';
+import { refuseUnhonoured } from '../textOnly.js';
 import { Channel } from './channel.js';
 import { ClientGoneError } from './errors.js';
 import type { CallOptions, Upstream } from './types.js';
@@ -209,6 +210,7 @@ export class LocalUpstream implements Upstream {
   }
 
   private chatSetup(m: LoadedCausal, body: JsonObject) {
+    refuseUnhonoured(body, 'This model is served locally and');
     const prompt = this.encodeChat(m, body);
     const opts = this.options(m, body, prompt.length, body.max_completion_tokens ?? body.max_tokens);
     const wantLogprobs = body.logprobs === true;

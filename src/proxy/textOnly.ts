@@ -1,0 +1,25 @@
+import type { JsonObject } from '../plugins/types.js';
+import { HttpError } from './errors.js';
+
+/**
+ * Refuses what a decoder that only writes text (the local provider, EFT) would silently not honour. Plain text is a
+ * valid answer under tool_choice 'auto' (the model chose not to call a tool), but a required tool call or guaranteed
+ * JSON is a contract the client relies on: text it cannot parse would break it later and less clearly than a 400 now.
+ * `who` starts the message, e.g. 'This model is served locally and'.
+ */
+export function refuseUnhonoured(body: JsonObject, who: string): void {
+  const choice = body.tool_choice;
+  if (choice === 'required' || (choice !== null && typeof choice === 'object'))
+    throw new HttpError(
+      400,
+      `${who} answers in text only: it does not call tools, so a required tool call (tool_choice) cannot be honoured.`,
+      { param: 'tool_choice', code: 'unsupported_parameter' },
+    );
+  const format = (body.response_format as JsonObject | undefined)?.type;
+  if (format !== undefined && format !== 'text')
+    throw new HttpError(
+      400,
+      `${who} does not constrain its output, so response_format '${String(format)}' (guaranteed JSON) cannot be honoured; ask for JSON in the messages and use 'text'.`,
+      { param: 'response_format', code: 'unsupported_parameter' },
+    );
+}
