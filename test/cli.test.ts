@@ -43,6 +43,8 @@ describe('tandem config check', () => {
         '    plugins:',
         '      - use: rules',
         '        failMode: sometimes',
+        'models:',
+        '  tiny: { path: models/tandem-small-chat, queueLimit: 0 }',
       ].join('\n'),
     );
     const r = await runCli(['config', 'check', file]);
@@ -52,6 +54,7 @@ describe('tandem config check', () => {
     expect(r.stderr).toMatch(/colour/);
     expect(r.stderr).toContain('upstreams.a.url: must be an http(s) URL');
     expect(r.stderr).toContain('routes[0].plugins[0].failMode');
+    expect(r.stderr).toContain('models.tiny.queueLimit');
 
     // Second phase: references and plugin configs, all reported together.
     writeFileSync(

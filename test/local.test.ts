@@ -280,6 +280,67 @@ describe('bad input against the local provider', () => {
     }
   });
 
+  test('an image part is a 400 naming the part, not silently dropped; text parts are read', async () => {
+    const image = { type: 'image_url' as const, image_url: { url: 'data:image/png;base64,AAAA' } };
+    const err = await t.client.chat.completions
+      .create({
+        model: 'tandem-chat',
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'What is this?' }, image] }],
+      })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).param).toBe('messages[0].content[1]');
+    expect((err as APIError).code).toBe('unsupported_content');
+    const parts = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'What is a dog?' }] }],
+      temperature: 0,
+      max_tokens: 6,
+    });
+    const plain = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: ask('What is a dog?'),
+      temperature: 0,
+      max_tokens: 6,
+    });
+    expect(parts.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+  });
+
+  test('more choices than the queue ever holds is a 400 (a 429 would be retried in vain)', async () => {
+    const err = await t.client.chat.completions
+      .create({ model: 'tandem-chat', messages: ask('hi'), n: 65, max_tokens: 1 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect((err as APIError).status).toBe(400);
+    expect((err as APIError).param).toBe('n');
+    expect((err as APIError).code).toBe('too_many_choices');
+    expect((err as APIError).message).toMatch(/queues at most 64 sequences/);
+    const c = await post(`${t.url}/v1/completions`, {
+      model: 'tandem-large-base',
+      prompt: ['a', 'b'],
+      n: 33,
+      max_tokens: 1,
+    });
+    expect(c.status).toBe(400);
+    expect(c.json().error).toMatchObject({ param: 'prompt', code: 'too_many_choices' });
+    const s = await post(`${t.url}/v1/chat/completions`, {
+      model: 'tandem-chat',
+      messages: ask('hi'),
+      n: 65,
+      stream: true,
+    });
+    expect(s.status).toBe(400);
+    // Within the limit, n choices are served.
+    const ok = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: ask('hi'),
+      n: 9,
+      max_tokens: 2,
+    });
+    expect(ok.choices).toHaveLength(9);
+  });
+
   test('token-id prompts outside the vocabulary are a 400', async () => {
     const r = await post(`${t.url}/v1/completions`, {
       model: 'tandem-large-base',

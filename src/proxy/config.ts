@@ -58,8 +58,8 @@ const ModelSpecSchema = z.strictObject({
   threads: z.number().int().min(1).max(64).optional(),
   /** Sequences decoded together in one forward pass (continuous batching). */
   maxBatch: z.number().int().min(1).max(256).default(8),
-  /** Requests allowed to wait; beyond it requests get 429. */
-  queueLimit: z.number().int().min(0).default(64),
+  /** Sequences allowed to wait (each choice of a request is one); beyond it requests get 429. 0 would refuse all. */
+  queueLimit: z.number().int().min(1).default(64),
   /** Draft tokens per prompt-lookup check when one greedy request runs alone (0 = off); output is unchanged. */
   promptLookup: z.number().int().min(0).max(16).default(4),
 });

@@ -8,6 +8,19 @@ import { HttpError } from './errors.js';
  * `who` starts the message, e.g. 'This model is served locally and'.
  */
 export function refuseUnhonoured(body: JsonObject, who: string): void {
+  // An image or audio part dropped on the way to a text-only model changes the question without telling anyone.
+  const messages = Array.isArray(body.messages) ? (body.messages as JsonObject[]) : [];
+  for (const [i, m] of messages.entries()) {
+    if (!Array.isArray(m?.content)) continue;
+    for (const [j, part] of (m.content as JsonObject[]).entries()) {
+      if (part?.type === 'text') continue;
+      throw new HttpError(
+        400,
+        `${who} reads text only, so content part '${String(part?.type)}' cannot be honoured; send its text instead.`,
+        { param: `messages[${i}].content[${j}]`, code: 'unsupported_content' },
+      );
+    }
+  }
   const choice = body.tool_choice;
   if (choice === 'required' || (choice !== null && typeof choice === 'object'))
     throw new HttpError(

@@ -181,6 +181,11 @@ export class GenerationEngine {
     return this.waiting.length >= this.opts.queueLimit;
   }
 
+  /** Most requests that may wait for a place at once. */
+  get queueLimit(): number {
+    return this.opts.queueLimit;
+  }
+
   get load(): { active: number; waiting: number } {
     return { active: this.active.length, waiting: this.waiting.length };
   }

@@ -161,7 +161,23 @@ export class LocalUpstream implements Upstream {
       throw new HttpError(400, (err as Error).message, { param, code: 'context_length_exceeded' });
     }
     if (m.engine.full)
-      throw new HttpError(429, new QueueFullError(0).message, { code: 'model_busy', headers: { 'retry-after': '1' } });
+      throw new HttpError(429, new QueueFullError(m.engine.queueLimit).message, {
+        code: 'model_busy',
+        headers: { 'retry-after': '1' },
+      });
+  }
+
+  /**
+   * Every choice is a sequence in the engine's queue: a request asking for more than the queue ever holds would be
+   * refused as busy (429) however long the client waited and retried, so it is the request's error (400).
+   */
+  private checkChoices(m: LoadedCausal, choices: number, param: string): void {
+    if (choices > m.engine.queueLimit)
+      throw new HttpError(
+        400,
+        `This request asks for ${choices} choices; this model queues at most ${m.engine.queueLimit} sequences at once (its queueLimit). Ask for fewer.`,
+        { param, code: 'too_many_choices' },
+      );
   }
 
   /** Runs n generations (batched by the engine), mapping runtime errors to HTTP ones. */
@@ -176,25 +192,33 @@ export class LocalUpstream implements Upstream {
   ): Promise<Choice[]> {
     if (prompt.length === 0)
       throw new HttpError(400, 'The prompt is empty after tokenization.', { param, code: 'empty_prompt' });
+    // The choices stand or fall together: once one fails, the others are cancelled rather than decoded for nobody.
+    const all = new AbortController();
+    const stop = () => all.abort();
+    signal.addEventListener('abort', stop, { once: true });
+    if (signal.aborted) stop();
     try {
       return await Promise.all(
         Array.from({ length: n }, async (_, index) => {
           const result = await m.engine.generate(prompt, {
             ...opts,
             seed: opts.seed === undefined ? undefined : opts.seed + index,
-            signal,
+            signal: all.signal,
             onText: onText ? (d, t) => onText(index, d, t) : undefined,
           });
           return { index, text: result.text, result };
         }),
       );
     } catch (err) {
+      stop();
       if (err instanceof ContextLengthError)
         throw new HttpError(400, err.message, { param, code: 'context_length_exceeded' });
       if (err instanceof QueueFullError)
         throw new HttpError(429, err.message, { code: 'model_busy', headers: { 'retry-after': '1' } });
       if (err instanceof AbortedError) throw new ClientGoneError();
       throw err;
+    } finally {
+      signal.removeEventListener('abort', stop);
     }
   }
 
@@ -215,7 +239,9 @@ export class LocalUpstream implements Upstream {
     const opts = this.options(m, body, prompt.length, body.max_completion_tokens ?? body.max_tokens);
     const wantLogprobs = body.logprobs === true;
     opts.topLogprobs = wantLogprobs ? (num(body.top_logprobs) ?? 0) : undefined;
-    return { prompt, opts, wantLogprobs, n: num(body.n) ?? 1 };
+    const n = num(body.n) ?? 1;
+    this.checkChoices(m, n, 'n');
+    return { prompt, opts, wantLogprobs, n };
   }
 
   async chat(body: JsonObject, call: CallOptions): Promise<JsonObject> {
@@ -284,6 +310,7 @@ export class LocalUpstream implements Upstream {
     const m = await this.load();
     const prompts = this.encodePrompts(m, body.prompt);
     const n = num(body.n) ?? 1;
+    this.checkChoices(m, prompts.length * n, prompts.length > 1 ? 'prompt' : 'n');
     const k = num(body.logprobs);
     const echo = body.echo === true;
     const all = await Promise.all(prompts.map((p) => this.completeOne(m, body, p, n, k, echo, call.signal)));
@@ -400,6 +427,7 @@ export class LocalUpstream implements Upstream {
     const base = { id: `cmpl-${randomUUID()}`, object: 'text_completion', created: now(), model: String(body.model) };
     const out = new Channel<JsonObject>();
     const n = num(body.n) ?? 1;
+    this.checkChoices(m, n, 'n');
     if (body.echo === true)
       for (let i = 0; i < n; i++)
         out.push({
