@@ -214,6 +214,61 @@ describe('completions through the openai SDK', () => {
     const multi = await t.client.completions.create({ ...body, prompt: ['a', 'b'] });
     expect(multi.choices).toHaveLength(2);
   });
+
+  test('max_tokens 0 generates nothing, streamed or not: echo returns the prompt alone, without echo it is a 400', async () => {
+    const body = { model: 'tandem-large-base', prompt: 'The cat', max_tokens: 0, temperature: 0 };
+    for (const stream of [false, true]) {
+      const r = await post(`${t.url}/v1/completions`, { ...body, stream });
+      expect(r.status).toBe(400);
+      expect(r.json().error).toMatchObject({ param: 'max_tokens' });
+    }
+    const whole = await t.client.completions.create({ ...body, echo: true });
+    expect(whole.choices[0]?.text).toBe('The cat');
+    expect(whole.usage?.completion_tokens).toBe(0);
+    const s = await t.client.completions.create({ ...body, echo: true, stream: true });
+    let text = '';
+    for await (const c of s) text += c.choices[0]?.text ?? '';
+    expect(text).toBe('The cat');
+  });
+
+  test('streamed logprobs (and echo with logprobs) add up to the non-streamed ones', async () => {
+    for (const extra of [{}, { echo: true }]) {
+      const body = {
+        model: 'tandem-large-base',
+        prompt: 'The lamp',
+        max_tokens: 6,
+        temperature: 0,
+        logprobs: 3,
+        ...extra,
+      };
+      const res = await t.client.completions.create(body);
+      const whole = res.choices[0]?.logprobs;
+      const s = await t.client.completions.create({ ...body, stream: true });
+      const got = {
+        tokens: [] as string[],
+        token_logprobs: [] as (number | null)[],
+        top: [] as unknown[],
+        offsets: [] as number[],
+      };
+      for await (const c of s) {
+        const lp = c.choices[0]?.logprobs;
+        if (!lp) continue;
+        got.tokens.push(...(lp.tokens ?? []));
+        got.token_logprobs.push(...(lp.token_logprobs ?? []));
+        got.top.push(...(lp.top_logprobs ?? []));
+        got.offsets.push(...(lp.text_offset ?? []));
+      }
+      expect(whole?.tokens?.length).toBe(6 + ('echo' in extra ? (res.usage?.prompt_tokens ?? 0) : 0));
+      expect(got.tokens).toEqual(whole?.tokens);
+      expect(got.offsets).toEqual(whole?.text_offset);
+      expect(got.top).toEqual(whole?.top_logprobs);
+      got.token_logprobs.forEach((v, i) => {
+        const w = whole?.token_logprobs?.[i];
+        if (w === null || v === null) expect(v).toBe(w);
+        else expect(v).toBeCloseTo(w as number, 5);
+      });
+    }
+  });
 });
 
 describe('bad input against the local provider', () => {

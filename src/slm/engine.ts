@@ -6,6 +6,7 @@ import { logSoftmax, logSumExp, rng, type SamplingParams, sample, topK } from '.
 import { StopMatcher } from './stop.js';
 
 export interface GenerateOptions extends Partial<SamplingParams> {
+  /** 0 returns at once with no tokens and no prompt scores (score a prompt alone with CausalLM.score). */
   maxTokens: number;
   seed?: number;
   stop?: string[];
@@ -199,6 +200,9 @@ export class GenerationEngine {
     }
     if (this.waiting.length >= this.opts.queueLimit) return Promise.reject(new QueueFullError(this.opts.queueLimit));
     if (opts.signal?.aborted) return Promise.reject(new AbortedError());
+    // A prefill would sample one token before any length check could stop it.
+    if (opts.maxTokens <= 0)
+      return Promise.resolve({ text: '', tokens: [], finishReason: 'length', promptTokens: prompt.length });
     return new Promise((resolve, reject) => {
       this.waiting.push({
         prompt,

@@ -36,6 +36,35 @@ function stops(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
 }
 
+const nothingToReturn = () =>
+  new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
+
+interface LogprobEntry {
+  token: string;
+  logprob: number | null;
+  top: { text: string; logprob: number }[];
+}
+
+/** OpenAI's legacy completions `logprobs` object for these tokens, their text offsets counted from `start`. */
+function completionLogprobs(entries: readonly LogprobEntry[], start = 0): JsonObject {
+  let offset = start;
+  const text_offset = entries.map((e) => {
+    const at = offset;
+    offset += e.token.length;
+    return at;
+  });
+  return {
+    tokens: entries.map((e) => e.token),
+    token_logprobs: entries.map((e) => e.logprob),
+    top_logprobs: entries.map((e) =>
+      e.logprob === null ? null : Object.fromEntries(e.top.map((x) => [x.text, x.logprob])),
+    ),
+    text_offset,
+  };
+}
+
+const entryOf = (t: GeneratedToken): LogprobEntry => ({ token: t.text, logprob: t.logprob ?? null, top: t.top });
+
 /** Once generation ends: a finishing chunk per choice, the usage chunk if asked for, then the end (or the error). */
 function closeStream(
   out: Channel<JsonObject>,
@@ -345,17 +374,8 @@ export class LocalUpstream implements Upstream {
     opts.topLogprobs = k;
     // Echo with logprobs scores the prompt in the prefill pass that runs anyway (one pass, as vLLM does).
     if (echo && k !== undefined) opts.promptLogprobs = k;
-    if (opts.maxTokens === 0 && !echo) {
-      throw new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
-    }
-    const generated: Choice[] =
-      opts.maxTokens > 0
-        ? await this.run(m, prompt, n, opts, 'prompt', signal)
-        : Array.from({ length: n }, (_, index) => ({
-            index,
-            text: '',
-            result: { text: '', tokens: [], finishReason: 'length' as const, promptTokens: prompt.length },
-          }));
+    if (opts.maxTokens === 0 && !echo) throw nothingToReturn();
+    const generated = await this.run(m, prompt, n, opts, 'prompt', signal);
     // Nothing generated (max_tokens 0): the prompt is scored on its own.
     const scores =
       echo && k !== undefined
@@ -364,27 +384,8 @@ export class LocalUpstream implements Upstream {
     const echoed = scores ? this.echoEntries(m, prompt, scores) : undefined;
     return generated.map((c) => {
       const promptText = echo ? tok.decode(prompt) : '';
-      let logprobs: JsonObject | null = null;
-      if (k !== undefined) {
-        const entries = [
-          ...(echoed ?? []),
-          ...c.result.tokens.map((t) => ({ token: t.text, logprob: t.logprob ?? null, top: t.top })),
-        ];
-        let offset = 0;
-        const text_offset = entries.map((e) => {
-          const at = offset;
-          offset += e.token.length;
-          return at;
-        });
-        logprobs = {
-          tokens: entries.map((e) => e.token),
-          token_logprobs: entries.map((e) => e.logprob),
-          top_logprobs: entries.map((e) =>
-            e.logprob === null ? null : Object.fromEntries(e.top.map((x) => [x.text, x.logprob])),
-          ),
-          text_offset,
-        };
-      }
+      const logprobs =
+        k === undefined ? null : completionLogprobs([...(echoed ?? []), ...c.result.tokens.map(entryOf)]);
       return {
         index: c.index,
         text: promptText + c.text,
@@ -428,16 +429,30 @@ export class LocalUpstream implements Upstream {
     const out = new Channel<JsonObject>();
     const n = num(body.n) ?? 1;
     this.checkChoices(m, n, 'n');
-    if (body.echo === true)
-      for (let i = 0; i < n; i++)
-        out.push({
-          ...base,
-          choices: [{ index: i, text: m.lm.tokenizer.decode(prompt), logprobs: null, finish_reason: null }],
-        });
     this.precheck(m, prompt.length, 'prompt');
+    if (opts.maxTokens === 0 && body.echo !== true) throw nothingToReturn();
+    const k = num(body.logprobs);
+    opts.topLogprobs = k;
+    // Token text_offsets continue across chunks (and after an echoed prompt), as in the non-streamed answer.
+    let start = 0;
+    if (body.echo === true) {
+      // The prompt's scores are needed before the first generated token, so they take a pass of their own.
+      const echoed = k === undefined ? [] : this.echoEntries(m, prompt, await this.scorePrompt(m, prompt, k));
+      start = echoed.reduce((a, e) => a + e.token.length, 0);
+      const text = m.lm.tokenizer.decode(prompt);
+      const logprobs = k === undefined ? null : completionLogprobs(echoed);
+      for (let i = 0; i < n; i++) out.push({ ...base, choices: [{ index: i, text, logprobs, finish_reason: null }] });
+    }
+    const offsets = Array.from({ length: n }, () => start);
     const includeUsage = (body.stream_options as JsonObject | undefined)?.include_usage === true;
-    const done = this.run(m, prompt, n, opts, 'prompt', call.signal, (index, delta) => {
-      if (delta) out.push({ ...base, choices: [{ index, text: delta, logprobs: null, finish_reason: null }] });
+    const done = this.run(m, prompt, n, opts, 'prompt', call.signal, (index, delta, token) => {
+      if (!delta && !(k !== undefined && token)) return;
+      let logprobs: JsonObject | null = null;
+      if (k !== undefined && token) {
+        logprobs = completionLogprobs([entryOf(token)], offsets[index]);
+        offsets[index] = (offsets[index] as number) + token.text.length;
+      }
+      out.push({ ...base, choices: [{ index, text: delta, logprobs, finish_reason: null }] });
     });
     closeStream(out, done, base, prompt.length, includeUsage, (c) => ({
       index: c.index,
