@@ -227,6 +227,17 @@ describe('EFT through the proxy (local large model, full logits)', () => {
     expect((alone.choices[0]?.text ?? '').length).toBeGreaterThan(0);
   });
 
+  test('completions with echo return the prompt in front of the answer, streamed or not', async () => {
+    const body = { model: 'eft', prompt: 'The meaning of the word apple is', temperature: 0, max_tokens: 8 };
+    const plain = (await t.client.completions.create(body)).choices[0]?.text ?? '';
+    const echoed = await t.client.completions.create({ ...body, echo: true });
+    expect(echoed.choices[0]?.text).toBe(body.prompt + plain);
+    const s = await t.client.completions.create({ ...body, echo: true, stream: true });
+    let text = '';
+    for await (const c of s) text += c.choices[0]?.text ?? '';
+    expect(text).toBe(body.prompt + plain);
+  });
+
   test('speculative decoding cuts large-model calls and keeps greedy output identical', async () => {
     const ask = (gamma: number) =>
       t.client.chat.completions.create({

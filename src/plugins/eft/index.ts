@@ -228,6 +228,8 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
       return {
         decoder,
         promptTokens: raw.length,
+        // Completions' echo: the prompt comes back in front of the answer, as the local provider and OpenAI do.
+        echoText: !chat && body.echo === true ? tok.decode(raw) : '',
         chat,
         includeUsage: (body.stream_options as JsonObject | undefined)?.include_usage === true,
       };
@@ -235,7 +237,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
 
     return {
       async decode(args: DecodeArgs): Promise<DecodeResult> {
-        const { decoder, promptTokens, chat, includeUsage } = decodeOnce(args);
+        const { decoder, promptTokens, echoText, chat, includeUsage } = decodeOnce(args);
         const model = args.ctx.model;
         const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
         const created = now();
@@ -256,7 +258,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
                 logprobs: null,
                 finish_reason: r.finishReason,
               }
-            : { index: 0, text: r.text, logprobs: null, finish_reason: r.finishReason };
+            : { index: 0, text: echoText + r.text, logprobs: null, finish_reason: r.finishReason };
           return {
             kind: 'json',
             body: {
@@ -290,6 +292,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
             ...base,
             choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
           });
+        else if (echoText) out.push(chunk(echoText, null));
         const done = decoder.run(args.signal, (delta) => {
           out.push(chunk(delta, null));
           opened();
