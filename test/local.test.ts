@@ -123,6 +123,36 @@ describe('chat through the openai SDK', () => {
   });
 });
 
+test('/metrics counts each local model engine: prompt and generated tokens, queue, refusals', async () => {
+  const read = async () => {
+    const text = await (await fetch(`${t.url}/metrics`)).text();
+    const value = (name: string, labels: string) =>
+      Number(text.match(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm'))?.[1] ?? Number.NaN);
+    return {
+      prompt: value('tandem_local_tokens_total', 'model="tandem-large-chat",kind="prompt"'),
+      generated: value('tandem_local_tokens_total', 'model="tandem-large-chat",kind="generated"'),
+      active: value('tandem_local_sequences', 'model="tandem-large-chat",state="active"'),
+      waiting: value('tandem_local_sequences', 'model="tandem-large-chat",state="waiting"'),
+      refused: value('tandem_local_refused_total', 'model="tandem-large-chat"'),
+    };
+  };
+  const before = await read();
+  expect(Object.values(before).every(Number.isFinite)).toBe(true);
+  const r = await t.client.chat.completions.create({
+    model: 'tandem-chat',
+    messages: ask('What is a lamp?'),
+    n: 2,
+    max_tokens: 5,
+    temperature: 0,
+    ...({ ignore_eos: true } as object),
+  });
+  const after = await read();
+  expect(after.generated - before.generated).toBe(10);
+  expect(r.usage?.completion_tokens).toBe(10);
+  expect(after.prompt - before.prompt).toBe(2 * (r.usage?.prompt_tokens ?? 0));
+  expect(after).toMatchObject({ active: 0, waiting: 0, refused: before.refused });
+});
+
 describe('penalties', () => {
   test('repetition, presence and frequency penalties change greedy output and keep it deterministic', async () => {
     const ask1 = { model: 'tandem-chat', messages: ask('Quote Genesis 1:1.'), temperature: 0, max_tokens: 40 };

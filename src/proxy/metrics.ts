@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import type { LocalModelStats } from '../slm/registry.js';
 import type { UpstreamObserver } from './upstream/http.js';
 
 /** One registry per server, so several servers in one process (tests, benches) keep separate counts. */
@@ -45,6 +46,53 @@ export class Metrics implements UpstreamObserver {
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /**
+   * Local generative models, read at scrape time: the queue as gauges (a growing `waiting` is the early sign of the
+   * 429s `refused` counts), and prompt and generated tokens as counters, per model.
+   */
+  observeLocalModels(stats: () => LocalModelStats[]): void {
+    new client.Gauge({
+      name: 'tandem_local_sequences',
+      help: 'Sequences in a local model engine: active (in the running batch) or waiting for a place',
+      labelNames: ['model', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const s of stats()) {
+          this.set({ model: s.model, state: 'active' }, s.active);
+          this.set({ model: s.model, state: 'waiting' }, s.waiting);
+        }
+      },
+    });
+    // Counters only go up by increments: each scrape adds what the engine's running totals gained since the last.
+    const seen = new Map<string, number>();
+    // Incrementing by 0 too makes every loaded model's series appear from the first scrape.
+    const catchUp = (key: string, total: number, inc: (gained: number) => void) => {
+      inc(Math.max(0, total - (seen.get(key) ?? 0)));
+      seen.set(key, total);
+    };
+    new client.Counter({
+      name: 'tandem_local_tokens_total',
+      help: 'Tokens a local model engine prefilled (prompt) and generated',
+      labelNames: ['model', 'kind'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const { model, promptTokens, generatedTokens } of stats()) {
+          catchUp(`${model}\0prompt`, promptTokens, (n) => this.inc({ model, kind: 'prompt' }, n));
+          catchUp(`${model}\0generated`, generatedTokens, (n) => this.inc({ model, kind: 'generated' }, n));
+        }
+      },
+    });
+    new client.Counter({
+      name: 'tandem_local_refused_total',
+      help: 'Sequences a local model engine refused because its queue was full (429 model_busy)',
+      labelNames: ['model'] as const,
+      registers: [this.registry],
+      collect() {
+        for (const { model, refused } of stats()) catchUp(`${model}\0refused`, refused, (n) => this.inc({ model }, n));
+      },
+    });
   }
 
   error(upstream: string, kind: string): void {

@@ -121,6 +121,7 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
   const metrics = new Metrics();
   const plugins = opts.plugins ?? builtinPlugins();
   const registry = opts.registry ?? new ModelRegistry(config.models, loaded.baseDir);
+  metrics.observeLocalModels(() => registry.stats());
   const upstreams = buildUpstreams(config, metrics, env, registry, opts.upstreams);
   // Local models load now: a missing or corrupt model file stops the start with its name, not the first request.
   if (opts.warm !== false) {

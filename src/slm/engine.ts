@@ -171,6 +171,8 @@ export class GenerationEngine {
   /** Prompt-lookup statistics: draft tokens proposed and kept. */
   drafted = 0;
   acceptedDrafts = 0;
+  /** Running totals since the engine started, for the server's /metrics. */
+  readonly totals = { promptTokens: 0, generatedTokens: 0, refused: 0 };
 
   constructor(
     private readonly lm: CausalLM,
@@ -198,7 +200,10 @@ export class GenerationEngine {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.waiting.length >= this.opts.queueLimit) return Promise.reject(new QueueFullError(this.opts.queueLimit));
+    if (this.waiting.length >= this.opts.queueLimit) {
+      this.totals.refused++;
+      return Promise.reject(new QueueFullError(this.opts.queueLimit));
+    }
     if (opts.signal?.aborted) return Promise.reject(new AbortedError());
     // A prefill would sample one token before any length check could stop it.
     if (opts.maxTokens <= 0)
@@ -275,6 +280,7 @@ export class GenerationEngine {
   }
 
   private async prefill(fresh: Seq[]): Promise<void> {
+    for (const s of fresh) this.totals.promptTokens += s.prompt.length;
     const len = Math.max(...fresh.map((s) => s.prompt.length));
     const ids = fresh.map((s) => [...Array(len - s.prompt.length).fill(this.lm.tokenizer.padId), ...s.prompt]);
     const mask = fresh.map((s) => [...Array(len - s.prompt.length).fill(0), ...s.prompt.map(() => 1)]);
@@ -449,6 +455,7 @@ export class GenerationEngine {
     };
     s.ids.push(id);
     s.tokens.push(token);
+    this.totals.generatedTokens++;
     const { delta, stopped } = s.stop.push(s.detok.push(id));
     if (delta || !stopped) s.opts.onText?.(delta, token);
     if (stopped) s.finish = 'stop';

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ModelSpec } from '../proxy/config.js';
 import { CausalLM } from './causalLM.js';
@@ -14,6 +14,16 @@ export const BUILTIN_MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)
 export interface LoadedCausal {
   lm: CausalLM;
   engine: GenerationEngine;
+}
+
+/** A loaded generative model's queue and running totals, as /metrics reports them. */
+export interface LocalModelStats {
+  model: string;
+  active: number;
+  waiting: number;
+  promptTokens: number;
+  generatedTokens: number;
+  refused: number;
 }
 
 const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4 };
@@ -50,6 +60,8 @@ export class UnknownModelError extends Error {
 export class ModelRegistry {
   private readonly specs = new Map<string, ModelSpec>();
   private readonly causal = new Map<string, Promise<LoadedCausal>>();
+  /** The causal models loaded so far, by folder, under the name they were first asked for. */
+  private readonly loadedCausal = new Map<string, { model: string; engine: GenerationEngine }>();
   private readonly classifiers = new Map<string, Promise<Classifier>>();
 
   constructor(
@@ -115,11 +127,24 @@ export class ModelRegistry {
           promptLookup: spec.promptLookup,
         }),
       }));
-      // A failed load is not cached: the next request tries again (the file may have been fixed).
-      p.catch(() => this.causal.delete(spec.path));
+      const model = this.specs.has(nameOrPath) ? nameOrPath : basename(spec.path);
+      p.then(
+        ({ engine }) => void this.loadedCausal.set(spec.path, { model, engine }),
+        // A failed load is not cached: the next request tries again (the file may have been fixed).
+        () => this.causal.delete(spec.path),
+      );
       this.causal.set(spec.path, p);
     }
     return p;
+  }
+
+  /** Queue and totals of every generative model loaded so far. */
+  stats(): LocalModelStats[] {
+    return [...this.loadedCausal.values()].map(({ model, engine }) => ({
+      model,
+      ...engine.load,
+      ...engine.totals,
+    }));
   }
 
   classifier(nameOrPath: string): Promise<Classifier> {
@@ -136,6 +161,7 @@ export class ModelRegistry {
   async close(): Promise<void> {
     const loaded = await Promise.allSettled([...this.causal.values()]);
     const cls = await Promise.allSettled([...this.classifiers.values()]);
+    this.loadedCausal.clear();
     await Promise.all([
       ...loaded.map((r) => (r.status === 'fulfilled' ? r.value.lm.release() : undefined)),
       ...cls.map((r) => (r.status === 'fulfilled' ? r.value.release() : undefined)),
