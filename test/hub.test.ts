@@ -4,8 +4,12 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
+import { CausalLM } from '../src/slm/causalLM.js';
+import { readModelFolder } from '../src/slm/folder.js';
 import { defaultModelsDir, HubError, type PullOptions, pullModel, repoDir, selectModelFiles } from '../src/slm/hub.js';
+import { argmax } from '../src/slm/sampling.js';
 import { type FakeHub, type FakeHubOptions, startFakeHub } from './support/fakeHub.js';
+import { modelDir } from './support/models.js';
 
 const REPO = 'org/tiny-model';
 const json = (o: unknown) => Buffer.from(JSON.stringify(o));
@@ -98,9 +102,12 @@ describe('selectModelFiles', () => {
       'model.onnx',
       'model.onnx.data',
     ]);
-    expect(
-      selectModelFiles(['config.json', 'onnx/model_q4.onnx', 'onnx/model_quantized.onnx', 'onnx/model_fp16.onnx']),
-    ).toEqual(['config.json', 'onnx/model_fp16.onnx']);
+    // Without fp32, an 8-bit graph before fp16: onnxruntime's x86 CPU kernels have no fp16 matrix products.
+    const quantizedOnly = ['config.json', 'onnx/model_q4.onnx', 'onnx/model_quantized.onnx', 'onnx/model_fp16.onnx'];
+    expect(selectModelFiles(quantizedOnly)).toEqual(['config.json', 'onnx/model_quantized.onnx']);
+    expect(selectModelFiles(quantizedOnly, 'q4')).toEqual(['config.json', 'onnx/model_q4.onnx']);
+    expect(selectModelFiles(quantizedOnly, 'fp16')).toEqual(['config.json', 'onnx/model_fp16.onnx']);
+    expect(selectModelFiles(quantizedOnly, 'bnb4')).toEqual(['config.json']);
     // onnx/ wins over a root copy, and seq2seq encoders are kept.
     expect(
       selectModelFiles(['model.onnx', 'onnx/encoder_model.onnx', 'onnx/decoder_model_merged.onnx', 'vocab.json']),
@@ -315,6 +322,55 @@ describe('pullModel', () => {
     expect(noGraph.message).toContain('onnx/model.onnx');
   });
 
+  test('--dtype picks a variant; a variant the repo lacks is an error listing what it has', async () => {
+    const { h, files } = await hub();
+    const dest = tmp();
+    const pulled = await pull(h, dest, { dtype: 'quantized' });
+    expect(pulled.map((f) => f.path).filter((p) => p.endsWith('.onnx'))).toEqual([
+      'onnx/decoder_model_merged_quantized.onnx',
+      'onnx/model_quantized.onnx',
+    ]);
+    expect(
+      readFileSync(join(dest, 'onnx/model_quantized.onnx')).equals(files['onnx/model_quantized.onnx'] as Buffer),
+    ).toBe(true);
+    const err = await rejection(pull(h, tmp(), { dtype: 'q4' }));
+    expect(err.kind).toBe('not_found');
+    expect(err.message).toContain('no q4 ONNX graph');
+    expect(err.message).toContain('it has: fp32, quantized, fp16');
+  });
+
+  test('a pulled folder with only a quantized graph loads and generates as the original does', async () => {
+    // The real tandem-small-chat, published the way transformers.js exports often are: graphs only under onnx/,
+    // here a q8 copy (the fp32 bytes under the variant's name) and an fp16 decoy that must not be chosen.
+    const src = modelDir('tandem-small-chat');
+    const repo: Record<string, Buffer> = {};
+    for (const f of readdirSync(src)) if (f.endsWith('.json')) repo[f] = readFileSync(join(src, f));
+    repo['onnx/model_q8.onnx'] = readFileSync(join(src, 'model.onnx'));
+    repo['onnx/model_fp16.onnx'] = randomBytes(1_000);
+    const { h } = await hub({ files: repo });
+    const dest = tmp();
+    const pulled = await pull(h, dest);
+    expect(pulled.map((f) => f.path)).toContain('onnx/model_q8.onnx');
+    expect(existsSync(join(dest, 'onnx/model_fp16.onnx'))).toBe(false);
+    const [copy, original] = await Promise.all([
+      CausalLM.load(dest, { threads: 1 }),
+      CausalLM.load(src, { threads: 1 }),
+    ]);
+    try {
+      const prompt = original.tokenizer.encode('The meaning of the word lamp is');
+      const greedy = async (lm: CausalLM) => argmax(await lm.nextTokenLogprobs(prompt));
+      expect(await greedy(copy)).toBe(await greedy(original));
+    } finally {
+      await Promise.all([copy.release(), original.release()]);
+    }
+    // Two variant graphs and no plain one: the folder asks which, rather than picking one silently.
+    writeFileSync(join(dest, 'onnx/model_q4.onnx'), readFileSync(join(src, 'model.onnx')));
+    expect(() => readModelFolder(dest)).toThrow(
+      /several ONNX graphs \(onnx\/model_q4\.onnx, onnx\/model_q8\.onnx\): choose one with onnxFile/,
+    );
+    expect(readModelFolder(dest, 'onnx/model_q4.onnx').onnxPath).toBe(join(dest, 'onnx/model_q4.onnx'));
+  });
+
   test('an explicit file list overrides the selection; names and repos are checked', async () => {
     const { h, files } = await hub();
     const dest = tmp();
@@ -362,10 +418,20 @@ describe('tandem models pull', () => {
     const token = 'hf_cliTOKEN789';
     const { h, files } = await hub({ token });
     const dir = tmp();
-    const [ok, bad] = await Promise.all([
+    const q8Dir = tmp();
+    const [ok, bad, q8] = await Promise.all([
       run(['models', 'pull', REPO, '--endpoint', h.endpoint, '--dir', dir], { HF_TOKEN: token }),
       run(['models', 'pull', REPO, '--endpoint', h.endpoint, '--dir', tmp(), '--token-env', 'NO_SUCH_VAR']),
+      run(['models', 'pull', REPO, '--endpoint', h.endpoint, '--dir', q8Dir, '--dtype', 'quantized'], {
+        HF_TOKEN: token,
+      }),
     ]);
+    expect(q8.code).toBe(0);
+    expect(
+      tree(join(q8Dir, 'org', 'tiny-model'))
+        .filter((f) => f.endsWith('.onnx'))
+        .sort(),
+    ).toEqual(['onnx/decoder_model_merged_quantized.onnx', 'onnx/model_quantized.onnx']);
 
     expect(ok.stderr).not.toContain(token);
     expect(ok.code).toBe(0);

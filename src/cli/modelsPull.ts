@@ -7,6 +7,7 @@ interface PullFlags {
   endpoint?: string;
   dir?: string;
   tokenEnv: string;
+  dtype?: string;
 }
 
 function bytes(n: number): string {
@@ -69,6 +70,11 @@ export function addPullCommand(models: Command): void {
       'models folder; the model goes to <dir>/<org>/<name> (default $TANDEM_HOME/models or ~/.cache/tandem/models)',
     )
     .option('--token-env <name>', 'environment variable holding the hub token', 'HF_TOKEN')
+    .option(
+      '--dtype <variant>',
+      'graph variant as transformers.js names them (fp32, quantized, q8, q4, fp16, ...); default: fp32, else the ' +
+        'first of quantized, q8, uint8, int8, q4, bnb4, fp16, q4f16 the repo has',
+    )
     .action(async (repo: string, flags: PullFlags) => {
       const controller = new AbortController();
       // Ctrl-C keeps the .incomplete files, so the next pull resumes where this one stopped.
@@ -85,6 +91,7 @@ export function addPullCommand(models: Command): void {
           endpoint: flags.endpoint,
           dest,
           token: process.env[flags.tokenEnv] || undefined,
+          dtype: flags.dtype,
           signal: controller.signal,
           onProgress: (e) => bars.update(e),
         });

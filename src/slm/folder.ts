@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 
@@ -63,6 +63,32 @@ const ONNX_CANDIDATES = [
   'onnx/decoder_model.onnx',
 ];
 
+/** Suffixes transformers.js and Optimum give the non-fp32 copies of a graph (model_quantized.onnx, model_O2.onnx, ...). */
+const VARIANT = /^(.+?)_(quantized|fp16|bf16|int8|uint8|int4|uint4|q4|q4f16|q8|bnb4|O[1-4]|optimized)$/;
+
+/** A graph file's variant: 'fp32' for model.onnx, 'q4' for onnx/model_q4.onnx. */
+export function graphVariant(path: string): string {
+  const stem = path.replace(/^onnx\//, '').replace(/\.onnx$/, '');
+  return VARIANT.exec(stem)?.[2] ?? 'fp32';
+}
+
+/**
+ * Variant copies of the graphs a generative or classifier folder loads (onnx/model_q4.onnx, ...): a folder pulled
+ * with only quantized graphs has no plain model.onnx, and one such graph can be loaded without being named.
+ */
+function variantGraphs(dir: string): string[] {
+  const out: string[] = [];
+  for (const sub of ['', 'onnx/']) {
+    if (!existsSync(join(dir, sub))) continue;
+    for (const f of readdirSync(join(dir, sub))) {
+      const stem = f.replace(/\.onnx$/, '');
+      if (f.endsWith('.onnx') && /^(model|decoder_model_merged)$/.test(VARIANT.exec(stem)?.[1] ?? ''))
+        out.push(sub + f);
+    }
+  }
+  return out.sort();
+}
+
 function readJson(dir: string, file: string, required: boolean): unknown {
   const path = join(dir, file);
   if (!existsSync(path)) {
@@ -103,7 +129,13 @@ export function readModelFolder(dir: string, onnxFile?: string): ModelFolder {
   }
   for (const [k, v] of Object.entries(special)) if (tokenizerConfig[k] === undefined) tokenizerConfig[k] = v;
   const candidates = onnxFile ? [onnxFile] : ONNX_CANDIDATES;
-  const found = candidates.find((f) => existsSync(join(dir, f)));
+  let found = candidates.find((f) => existsSync(join(dir, f)));
+  if (!found && !onnxFile) {
+    const variants = variantGraphs(dir);
+    if (variants.length > 1)
+      throw new ModelError(dir, `several ONNX graphs (${variants.join(', ')}): choose one with onnxFile`);
+    found = variants[0];
+  }
   if (!found) throw new ModelError(dir, `missing ONNX graph: none of ${candidates.join(', ')}`);
   return { dir, config, generation, tokenizerJson, tokenizerConfig, onnxPath: join(dir, found) };
 }

@@ -4,6 +4,7 @@ import { type FileHandle, mkdir, open, rename, rm, stat } from 'node:fs/promises
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
+import { graphVariant } from './folder.js';
 
 /** Downloads a model folder (Hugging Face Optimum ONNX layout) from a Hugging Face-compatible hub. */
 
@@ -20,6 +21,11 @@ export interface PullOptions {
   token?: string;
   /** Exact files to fetch (all required); otherwise chosen from the hub's file list. */
   files?: string[];
+  /**
+   * Graph variant to take (fp32, quantized, q8, q4, fp16, ... as transformers.js names them); default: the first of
+   * VARIANT_PREFERENCE the repo has.
+   */
+  dtype?: string;
   signal?: AbortSignal;
   onProgress?: (e: { file: string; received: number; total: number | undefined }) => void;
   /** First retry delay; doubles on each retry. Default 500 ms. */
@@ -112,9 +118,12 @@ const META_FILES = [
   'spiece.model',
 ];
 
-// Suffixes transformers.js and Optimum give the non-fp32 copies of a graph (model_quantized.onnx, model_O2.onnx, ...).
-const VARIANT = /^(.+?)_(quantized|fp16|bf16|int8|uint8|int4|uint4|q4|q4f16|q8|bnb4|O[1-4]|optimized)$/;
-const VARIANT_PREFERENCE = ['fp32', 'fp16', 'quantized', 'q8', 'int8', 'uint8', 'q4f16', 'q4', 'bnb4'];
+/**
+ * Variants in the order this CPU runtime wants them: fp32, then the 8-bit and 4-bit weight formats onnxruntime's CPU
+ * kernels run (MatMulInteger, MatMulNBits), and fp16 last, because onnxruntime's x86 CPU kernels have no fp16 matrix
+ * products and a half-precision graph may not even load.
+ */
+const VARIANT_PREFERENCE = ['fp32', 'quantized', 'q8', 'uint8', 'int8', 'q4', 'bnb4', 'fp16', 'q4f16'];
 const GRAPH = /^(?:onnx\/)?[^/]+\.onnx$/;
 // External weights: model.onnx_data, model.onnx.data, and the numbered shards of very large graphs.
 const GRAPH_DATA = /^((?:onnx\/)?[^/]+\.onnx)(?:_data|\.data)(?:_\d+)?$/;
@@ -124,15 +133,12 @@ const GRAPH_DATA = /^((?:onnx\/)?[^/]+\.onnx)(?:_data|\.data)(?:_\d+)?$/;
  * external data. Graphs come from onnx/ when it has any (the transformers.js layout), else from the root (an Optimum
  * export); of the variants there, fp32 is preferred, and a merged decoder makes the unmerged pair redundant.
  */
-export function selectModelFiles(names: readonly string[]): string[] {
+export function selectModelFiles(names: readonly string[], dtype?: string): string[] {
   const present = new Set(names);
   const meta = META_FILES.filter((f) => present.has(f));
-  const graphs = names.filter((n) => GRAPH.test(n));
-  const inOnnxDir = graphs.filter((g) => g.startsWith('onnx/'));
-  const pool = inOnnxDir.length > 0 ? inOnnxDir : graphs;
-  const variantOf = (g: string) => VARIANT.exec(g.replace(/^onnx\//, '').slice(0, -'.onnx'.length))?.[2] ?? 'fp32';
-  const variants = [...new Set(pool.map(variantOf))].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-  let chosen = pool.filter((g) => variantOf(g) === variants[0]);
+  const pool = graphPool(names);
+  const variants = [...new Set(pool.map(graphVariant))].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  let chosen = pool.filter((g) => graphVariant(g) === (dtype ?? variants[0]));
   const isMerged = (g: string) => /decoder_model_merged(_[^/]+)?\.onnx$/.test(g);
   if (chosen.some(isMerged))
     chosen = chosen.filter((g) => isMerged(g) || !/decoder_(with_past_)?model(_[^/]+)?\.onnx$/.test(g));
@@ -142,6 +148,13 @@ export function selectModelFiles(names: readonly string[]): string[] {
     return graph !== undefined && chosenSet.has(graph);
   });
   return [...meta, ...[...chosen, ...data].sort()];
+}
+
+/** The graphs a selection draws from: those under onnx/ when there are any (the transformers.js layout), else all. */
+function graphPool(names: readonly string[]): string[] {
+  const graphs = names.filter((n) => GRAPH.test(n));
+  const inOnnxDir = graphs.filter((g) => g.startsWith('onnx/'));
+  return inOnnxDir.length > 0 ? inOnnxDir : graphs;
 }
 
 function rank(variant: string): number {
@@ -163,15 +176,24 @@ export async function pullModel(opts: PullOptions): Promise<PulledFile[]> {
       return out;
     }
     const listed = await listFiles(ctx);
-    return listed ? await pullListed(ctx, listed) : await pullDefaults(ctx);
+    return listed ? await pullListed(ctx, listed, opts.dtype) : await pullDefaults(ctx, opts.dtype);
   } catch (err) {
     throw redact(err, ctx.token);
   }
 }
 
-async function pullListed(ctx: Ctx, listed: Wanted[]): Promise<PulledFile[]> {
+async function pullListed(ctx: Ctx, listed: Wanted[], dtype: string | undefined): Promise<PulledFile[]> {
   const byPath = new Map(listed.map((w) => [w.path, w]));
-  const chosen = selectModelFiles(listed.map((w) => w.path));
+  const names = listed.map((w) => w.path);
+  const chosen = selectModelFiles(names, dtype);
+  if (dtype && !chosen.some((f) => f.endsWith('.onnx'))) {
+    const have = [...new Set(graphPool(names).map(graphVariant))].sort((a, b) => rank(a) - rank(b));
+    throw new HubError(
+      `${ctx.repo}: no ${dtype} ONNX graph at revision ${ctx.revision} (it has: ${have.join(', ') || 'none'})`,
+      'not_found',
+      { repo: ctx.repo },
+    );
+  }
   if (!chosen.includes('config.json'))
     throw new HubError(`${ctx.repo}: no config.json at revision ${ctx.revision}`, 'not_found', {
       repo: ctx.repo,
@@ -191,7 +213,7 @@ async function pullListed(ctx: Ctx, listed: Wanted[]): Promise<PulledFile[]> {
 const DEFAULT_GRAPHS = ['model.onnx', 'encoder_model.onnx', 'decoder_model_merged.onnx'];
 
 /** Without a listing, probes the usual names: a 404 is fine except for config.json, and one ONNX graph must exist. */
-async function pullDefaults(ctx: Ctx): Promise<PulledFile[]> {
+async function pullDefaults(ctx: Ctx, dtype: string | undefined): Promise<PulledFile[]> {
   const out: PulledFile[] = [];
   const fetchOne = async (path: string, required: boolean) => {
     const got = await download(ctx, { path }, required);
@@ -199,7 +221,10 @@ async function pullDefaults(ctx: Ctx): Promise<PulledFile[]> {
     return got;
   };
   for (const f of META_FILES) await fetchOne(f, f === 'config.json');
-  const candidates = ['onnx/', ''].map((dir) => DEFAULT_GRAPHS.map((g) => dir + g));
+  const suffix = dtype && dtype !== 'fp32' ? `_${dtype}` : '';
+  const candidates = ['onnx/', ''].map((dir) =>
+    DEFAULT_GRAPHS.map((g) => dir + g.replace(/\.onnx$/, `${suffix}.onnx`)),
+  );
   const graphs: string[] = [];
   for (const dir of candidates) {
     for (const g of dir) if (await fetchOne(g, false)) graphs.push(g);
