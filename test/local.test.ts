@@ -153,6 +153,34 @@ test('/metrics counts each local model engine: prompt and generated tokens, queu
   expect(after).toMatchObject({ active: 0, waiting: 0, refused: before.refused });
 });
 
+test('every 429 of a full queue is counted in tandem_local_refused_total, streamed or not', async () => {
+  const busy = await startTandem({
+    models: { tiny: { path: modelDir('tandem-small-chat'), maxBatch: 1, queueLimit: 2 } },
+    upstreams: { tiny: { url: 'local:tiny' } },
+    routes: [{ model: 'tiny', upstream: 'tiny' }],
+  });
+  try {
+    const statuses = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        post(`${busy.url}/v1/chat/completions`, {
+          model: 'tiny',
+          messages: ask(`Question ${i}: what is a lamp?`),
+          max_tokens: 48,
+          ignore_eos: true,
+          stream: i % 2 === 0,
+        }).then((r) => r.status),
+      ),
+    );
+    const refused = statuses.filter((s) => s === 429).length;
+    expect(refused).toBeGreaterThan(0);
+    expect(statuses.filter((s) => s === 200).length).toBe(12 - refused);
+    const text = await (await fetch(`${busy.url}/metrics`)).text();
+    expect(text).toContain(`tandem_local_refused_total{model="tiny"} ${refused}\n`);
+  } finally {
+    await busy.close();
+  }
+});
+
 describe('penalties', () => {
   test('repetition, presence and frequency penalties change greedy output and keep it deterministic', async () => {
     const ask1 = { model: 'tandem-chat', messages: ask('Quote Genesis 1:1.'), temperature: 0, max_tokens: 40 };

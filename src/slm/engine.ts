@@ -184,6 +184,16 @@ export class GenerationEngine {
     return this.waiting.length >= this.opts.queueLimit;
   }
 
+  /**
+   * Throws (and counts, as generate does) the refusal a new request would meet now, for callers that must answer
+   * before they start generating (a stream that has not opened yet).
+   */
+  checkRoom(): void {
+    if (!this.full) return;
+    this.totals.refused++;
+    throw new QueueFullError(this.opts.queueLimit);
+  }
+
   /** Most requests that may wait for a place at once. */
   get queueLimit(): number {
     return this.opts.queueLimit;

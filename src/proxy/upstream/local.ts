@@ -189,11 +189,11 @@ export class LocalUpstream implements Upstream {
     } catch (err) {
       throw new HttpError(400, (err as Error).message, { param, code: 'context_length_exceeded' });
     }
-    if (m.engine.full)
-      throw new HttpError(429, new QueueFullError(m.engine.queueLimit).message, {
-        code: 'model_busy',
-        headers: { 'retry-after': '1' },
-      });
+    try {
+      m.engine.checkRoom();
+    } catch (err) {
+      throw new HttpError(429, (err as Error).message, { code: 'model_busy', headers: { 'retry-after': '1' } });
+    }
   }
 
   /**
