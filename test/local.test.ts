@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { APIError } from 'openai';
@@ -452,6 +452,52 @@ describe('bad input against the local provider', () => {
       max_tokens: 2,
     });
     expect(ok.choices).toHaveLength(9);
+  });
+
+  test("a chat template that refuses the conversation is a 400 in the template's words; named templates work", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tandem-template-'));
+    try {
+      cpSync(modelDir('tandem-small-chat'), dir, { recursive: true });
+      const cfgPath = join(dir, 'tokenizer_config.json');
+      const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as { chat_template: string };
+      const original = cfg.chat_template;
+      // As Gemma's template does: no system role.
+      const strict = `{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}${original}`;
+      // Some models list named templates; plain chat uses the one named "default".
+      writeFileSync(
+        cfgPath,
+        JSON.stringify({
+          ...cfg,
+          chat_template: [
+            { name: 'tool_use', template: 'unused' },
+            { name: 'default', template: strict },
+          ],
+        }),
+      );
+      const listed = new TextTokenizer(readModelFolder(dir));
+      const plain = new TextTokenizer(readModelFolder(modelDir('tandem-small-chat')));
+      expect(listed.applyChatTemplate(ask('hi'))).toBe(plain.applyChatTemplate(ask('hi')));
+      const s = await startTandem({
+        upstreams: { m: { url: `local:${dir}` } },
+        routes: [{ model: 'm', upstream: 'm' }],
+      });
+      try {
+        const messages = [{ role: 'system' as const, content: 'Be brief.' }, ...ask('hi')];
+        const err = await s.client.chat.completions.create({ model: 'm', messages }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(APIError);
+        expect((err as APIError).status).toBe(400);
+        expect((err as APIError).code).toBe('invalid_messages');
+        expect((err as APIError).message).toContain('System role not supported');
+        const streamed = await post(`${s.url}/v1/chat/completions`, { model: 'm', messages, stream: true });
+        expect(streamed.status).toBe(400);
+        const ok = await s.client.chat.completions.create({ model: 'm', messages: ask('hi'), max_tokens: 2 });
+        expect(ok.choices).toHaveLength(1);
+      } finally {
+        await s.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('token-id prompts outside the vocabulary are a 400', async () => {

@@ -1,3 +1,5 @@
+import { ChatTemplateError } from '../slm/tokenizer.js';
+
 /** OpenAI's error body. Every error Tandem returns, on any route, has exactly this shape. */
 export interface OpenAIErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -47,6 +49,9 @@ export const badRequest = (message: string, param: string | null = null, code: s
  */
 export function toHttpError(err: unknown): HttpError {
   if (err instanceof HttpError) return err;
+  // The conversation is the client's: a template that refuses it is a bad request, in the template's words.
+  if (err instanceof ChatTemplateError)
+    return new HttpError(400, err.message, { param: 'messages', code: 'invalid_messages' });
   return new HttpError(500, 'Internal error in Tandem; see the server log for the request id.', {
     type: 'api_error',
     code: 'internal_error',

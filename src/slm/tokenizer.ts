@@ -58,6 +58,27 @@ function chunkable(json: Record<string, unknown>): boolean {
 const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** tokenizer.json through @huggingface/tokenizers, plus the folder's chat template through @huggingface/jinja. */
+/** The model's chat template refused these messages. */
+export class ChatTemplateError extends Error {
+  constructor(reason: string) {
+    super(`The model's chat template refused these messages: ${reason}`);
+  }
+}
+
+/**
+ * The chat template from tokenizer_config.json: a string, or (some models) a list of named templates, of which the
+ * one named "default" serves plain chat, as in transformers.
+ */
+function chatTemplate(raw: unknown): string | undefined {
+  if (typeof raw === 'string') return raw;
+  if (!Array.isArray(raw)) return undefined;
+  const named = raw.filter(
+    (t): t is { name: string; template: string } =>
+      typeof t === 'object' && t !== null && typeof t.name === 'string' && typeof t.template === 'string',
+  );
+  return (named.find((t) => t.name === 'default') ?? named[0])?.template;
+}
+
 export class TextTokenizer {
   private readonly tok: Tokenizer;
   private readonly template: Template | undefined;
@@ -85,7 +106,7 @@ export class TextTokenizer {
       pad_token: tokenText(cfg.pad_token),
       unk_token: tokenText(cfg.unk_token),
     };
-    const template = typeof cfg.chat_template === 'string' ? cfg.chat_template : undefined;
+    const template = chatTemplate(cfg.chat_template);
     this.template = template ? new Template(template) : undefined;
     this.vocabSize = this.tok.get_vocab(true).size;
     this.paddingSide = cfg.padding_side === 'right' ? 'right' : 'left';
@@ -163,11 +184,19 @@ export class TextTokenizer {
     return this.tok.token_to_id(token);
   }
 
-  /** Renders messages with the model's chat template; without one, a plain "role: content" transcript. */
+  /**
+   * Renders messages with the model's chat template; without one, a plain "role: content" transcript. A template that
+   * refuses the conversation (raise_exception: a system role it does not support, roles that do not alternate) throws
+   * ChatTemplateError with the template's own words.
+   */
   applyChatTemplate(messages: ChatMessageInput[], addGenerationPrompt = true): string {
     if (!this.template) {
       return `${messages.map((m) => `${m.role}: ${m.content}`).join('\n')}${addGenerationPrompt ? '\nassistant:' : ''}`;
     }
-    return this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...this.specials });
+    try {
+      return this.template.render({ messages, add_generation_prompt: addGenerationPrompt, ...this.specials });
+    } catch (err) {
+      throw new ChatTemplateError((err as Error).message);
+    }
   }
 }
