@@ -181,6 +181,35 @@ test('every 429 of a full queue is counted in tandem_local_refused_total, stream
   }
 });
 
+test("generation_config.json's sampling defaults apply when the request leaves them out, top_k included", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tandem-gencfg-'));
+  try {
+    cpSync(modelDir('tandem-small-chat'), dir, { recursive: true });
+    const genPath = join(dir, 'generation_config.json');
+    const gen = JSON.parse(readFileSync(genPath, 'utf8')) as Record<string, unknown>;
+    // Sampling on, but only the single most likely token allowed: every seed must give the greedy answer.
+    writeFileSync(genPath, JSON.stringify({ ...gen, do_sample: true, temperature: 1, top_k: 1 }));
+    const s = await startTandem({ upstreams: { m: { url: `local:${dir}` } }, routes: [{ model: 'm', upstream: 'm' }] });
+    try {
+      const body = { model: 'm', messages: ask('What is a lamp?'), max_tokens: 16 };
+      const greedy = (await s.client.chat.completions.create({ ...body, temperature: 0 })).choices[0]?.message.content;
+      for (const seed of [1, 2, 3]) {
+        const r = await s.client.chat.completions.create({ ...body, seed });
+        expect(r.choices[0]?.message.content).toBe(greedy);
+      }
+      // The request's own top_k wins over the file's.
+      const free = await Promise.all(
+        [1, 2, 3, 4].map((seed) => s.client.chat.completions.create({ ...body, seed, ...({ top_k: 0 } as object) })),
+      );
+      expect(free.some((r) => r.choices[0]?.message.content !== greedy)).toBe(true);
+    } finally {
+      await s.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 describe('penalties', () => {
   test('repetition, presence and frequency penalties change greedy output and keep it deterministic', async () => {
     const ask1 = { model: 'tandem-chat', messages: ask('Quote Genesis 1:1.'), temperature: 0, max_tokens: 40 };

@@ -137,7 +137,8 @@ export class LocalUpstream implements Upstream {
       maxTokens: Math.max(0, Math.min(asked ?? gen.max_new_tokens ?? 256, room)),
       temperature: num(body.temperature) ?? defTemp,
       topP: num(body.top_p) ?? gen.top_p ?? 1,
-      topK: num(body.top_k) ?? 0,
+      // Like vLLM's --generation-config auto: a default the model's own file sets, nothing it leaves out.
+      topK: num(body.top_k) ?? gen.top_k ?? 0,
       seed: num(body.seed),
       stop: stops(body.stop),
       ignoreEos: body.ignore_eos === true,
