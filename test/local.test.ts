@@ -210,6 +210,41 @@ test("generation_config.json's sampling defaults apply when the request leaves t
   }
 });
 
+test('min_p 1 keeps only the most likely token: any seed gives the greedy answer, here and through EFT', async () => {
+  const body = { model: 'tandem-chat', messages: ask('What is a lamp?'), max_tokens: 16 };
+  const greedy = (await t.client.chat.completions.create({ ...body, temperature: 0 })).choices[0]?.message.content;
+  for (const seed of [1, 2]) {
+    const r = await t.client.chat.completions.create({ ...body, temperature: 1, seed, ...({ min_p: 1 } as object) });
+    expect(r.choices[0]?.message.content).toBe(greedy);
+  }
+  const e = await startTandem(
+    {
+      upstreams: { large: { url: 'local:tandem-large-base' } },
+      routes: [
+        {
+          model: 'eft',
+          upstream: 'large',
+          plugins: [{ use: 'eft', config: { experts: [{ model: 'tandem-small-chat' }], base: 'tandem-small-base' } }],
+        },
+      ],
+    },
+    { registry },
+  );
+  try {
+    const eft = { ...body, model: 'eft' };
+    const eftGreedy = (await e.client.chat.completions.create({ ...eft, temperature: 0 })).choices[0]?.message.content;
+    const eftMinP = await e.client.chat.completions.create({
+      ...eft,
+      temperature: 1,
+      seed: 3,
+      ...({ min_p: 1 } as object),
+    });
+    expect(eftMinP.choices[0]?.message.content).toBe(eftGreedy);
+  } finally {
+    await e.close();
+  }
+});
+
 describe('penalties', () => {
   test('repetition, presence and frequency penalties change greedy output and keep it deterministic', async () => {
     const ask1 = { model: 'tandem-chat', messages: ask('Quote Genesis 1:1.'), temperature: 0, max_tokens: 40 };

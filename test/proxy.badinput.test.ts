@@ -46,6 +46,8 @@ const cases: Case[] = [
   ['temperature is a string', chat, { model: 'm', messages: msgs, temperature: 'hot' }, 400, 'temperature'],
   ['temperature negative', chat, { model: 'm', messages: msgs, temperature: -1 }, 400, 'temperature'],
   ['top_p above 1', chat, { model: 'm', messages: msgs, top_p: 1.5 }, 400, 'top_p'],
+  ['min_p above 1', chat, { model: 'm', messages: msgs, min_p: 1.5 }, 400, 'min_p'],
+  ['top_k not an integer', chat, { model: 'm', messages: msgs, top_k: 2.5 }, 400, 'top_k'],
   ['max_tokens fractional', chat, { model: 'm', messages: msgs, max_tokens: 1.5 }, 400, 'max_tokens'],
   ['max_tokens zero on chat', chat, { model: 'm', messages: msgs, max_tokens: 0 }, 400, 'max_tokens'],
   ['n zero', chat, { model: 'm', messages: msgs, n: 0 }, 400, 'n'],

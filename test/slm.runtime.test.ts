@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { warp } from '../src/eft/distribution.js';
 import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
 import { Classifier } from '../src/slm/classifier.js';
 import { Detokenizer } from '../src/slm/detokenizer.js';
 import { AbortedError, GenerationEngine, prefillGroups, QueueFullError } from '../src/slm/engine.js';
 import { ModelError, readModelFolder } from '../src/slm/folder.js';
 import { ModelRegistry, UnknownModelError } from '../src/slm/registry.js';
-import { rng } from '../src/slm/sampling.js';
+import { rng, type SamplingParams, sample } from '../src/slm/sampling.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { CAUSAL_FAMILY, CLASSIFIER, modelDir } from './support/models.js';
 
@@ -416,6 +417,45 @@ describe('classifier', () => {
     const [byIds] = await c.logitsOfIds(c.windows(short));
     expect(maxDiff(byIds as Float32Array, Array.from(byText as Float32Array))).toBeLessThan(1e-6);
     await expect(c.logitsOfIds([all.slice(0, c.maxLength + 1)])).rejects.toThrow(/at most 128 tokens/);
+  });
+});
+
+describe('min-p sampling', () => {
+  // Relative to the most likely token: weights 1, 0.905, 0.0067, 0.0025 at temperature 1.
+  const logits = Float32Array.from([0, -0.1, -5, -6]);
+  const counts = (p: SamplingParams, n = 2000) => {
+    const random = rng(5);
+    const c = [0, 0, 0, 0];
+    for (let i = 0; i < n; i++) {
+      const id = sample(logits, p, random);
+      c[id] = (c[id] as number) + 1;
+    }
+    return c;
+  };
+  test('sample keeps only tokens at least min_p times as likely as the best, on every path', () => {
+    for (const p of [
+      { temperature: 1, topK: 0, topP: 1, minP: 0.5 },
+      { temperature: 1, topK: 3, topP: 1, minP: 0.5 },
+      { temperature: 1, topK: 0, topP: 0.999, minP: 0.5 },
+    ]) {
+      const c = counts(p);
+      expect((c[2] as number) + (c[3] as number), JSON.stringify(p)).toBe(0);
+      // The two kept share the mass in their own proportion (0.905 : 1), within sampling noise.
+      expect((c[1] as number) / (c[0] as number)).toBeGreaterThan(0.75);
+      expect((c[1] as number) / (c[0] as number)).toBeLessThan(1.1);
+    }
+    // Off, the unlikely tokens do come up; min_p 1 is greedy.
+    const off = counts({ temperature: 1, topK: 0, topP: 1, minP: 0 }, 20_000);
+    expect((off[2] as number) + (off[3] as number)).toBeGreaterThan(0);
+    expect(counts({ temperature: 1, topK: 0, topP: 1, minP: 1 })).toEqual([2000, 0, 0, 0]);
+  });
+
+  test("EFT's explicit distribution applies the same floor, renormalised", () => {
+    const probs = warp(logits, { temperature: 1, topK: 0, topP: 1, minP: 0.5 });
+    expect(probs[2]).toBe(0);
+    expect(probs[3]).toBe(0);
+    expect((probs[0] as number) + (probs[1] as number)).toBeCloseTo(1, 12);
+    expect((probs[1] as number) / (probs[0] as number)).toBeCloseTo(Math.exp(-0.1), 6);
   });
 });
 

@@ -7,6 +7,8 @@ export interface WarpParams {
   topK: number;
   /** 1 = off. */
   topP: number;
+  /** min-p, after top-p: drop tokens less likely than minP times the most likely one (0 = off). */
+  minP?: number;
 }
 
 /**
@@ -57,6 +59,17 @@ export function warp(scores: ArrayLike<number>, p: WarpParams): Float64Array {
       if (acc >= p.topP) cut = true;
     }
     total = kept;
+  }
+  const minP = p.minP ?? 0;
+  if (minP > 0) {
+    // out[] is relative to the most likely token, which weighs exactly 1 and so always stays.
+    for (let i = 0; i < V; i++) {
+      const v = out[i] as number;
+      if (v > 0 && v < minP) {
+        out[i] = 0;
+        total -= v;
+      }
+    }
   }
   for (let i = 0; i < V; i++) out[i] = (out[i] as number) / total;
   return out;

@@ -30,6 +30,9 @@ const Common = {
   stream_options: nullable(z.looseObject({ include_usage: z.boolean().optional() })),
   temperature: nullable(z.number().min(0)),
   top_p: nullable(z.number().min(0).max(1)),
+  // vLLM's and llama.cpp's sampling extensions, which the local provider and EFT honour too.
+  top_k: nullable(z.number().int()),
+  min_p: nullable(z.number().min(0).max(1)),
   n: nullable(z.number().int().min(1)),
   stop: Stop,
   presence_penalty: nullable(z.number().min(-2).max(2)),

@@ -222,7 +222,12 @@ export class GenerationEngine {
       this.waiting.push({
         prompt,
         opts,
-        params: { temperature: opts.temperature ?? 1, topK: opts.topK ?? 0, topP: opts.topP ?? 1 },
+        params: {
+          temperature: opts.temperature ?? 1,
+          topK: opts.topK ?? 0,
+          topP: opts.topP ?? 1,
+          minP: opts.minP ?? 0,
+        },
         random: rng(opts.seed ?? Math.floor(Math.random() * 2 ** 32)),
         stop: new StopMatcher(opts.stop ?? []),
         detok: new Detokenizer(this.lm.tokenizer),

@@ -38,6 +38,7 @@ const GenerationConfigSchema = z.looseObject({
   temperature: z.number().optional(),
   top_p: z.number().optional(),
   top_k: z.number().int().optional(),
+  min_p: z.number().min(0).max(1).optional(),
   do_sample: z.boolean().optional(),
   repetition_penalty: z.number().positive().optional(),
 });

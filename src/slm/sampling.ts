@@ -74,6 +74,8 @@ export interface SamplingParams {
   temperature: number;
   topK: number;
   topP: number;
+  /** min-p: drop tokens less likely than minP times the most likely one (0 = off; applied after top-p, as in HF). */
+  minP?: number;
 }
 
 /**
@@ -85,16 +87,20 @@ export function sample(logprobs: Float32Array, p: SamplingParams, random: () => 
   const V = logprobs.length;
   const max = logprobs[argmax(logprobs)] as number;
   const w = (lp: number) => Math.exp((lp - max) / p.temperature);
+  // Weights are relative to the most likely token (which weighs 1), so min-p is a plain floor on them.
+  const minP = p.minP ?? 0;
+  const floored = (v: number) => (v < minP ? 0 : v);
   if (p.topK <= 0 && p.topP >= 1) {
     // Plain temperature sampling over the whole vocabulary: one pass, no sort.
     let total = 0;
-    for (let i = 0; i < V; i++) total += w(logprobs[i] as number);
+    for (let i = 0; i < V; i++) total += floored(w(logprobs[i] as number));
     let r = random() * total;
     for (let i = 0; i < V; i++) {
-      r -= w(logprobs[i] as number);
-      if (r <= 0) return i;
+      const v = floored(w(logprobs[i] as number));
+      r -= v;
+      if (r <= 0 && v > 0) return i;
     }
-    return V - 1;
+    return argmax(logprobs);
   }
   let fullTotal = 0;
   if (p.topK <= 0) for (let i = 0; i < V; i++) fullTotal += w(logprobs[i] as number);
@@ -118,6 +124,8 @@ export function sample(logprobs: Float32Array, p: SamplingParams, random: () => 
       }
     }
     if (!covered && p.topK <= 0 && k < V) continue;
+    // min-p after top-k and top-p, as Hugging Face orders them; the top candidate (weight 1) always stays.
+    for (let i = 0; i < n; i++) weights[i] = floored(weights[i] as number);
     const total = weights.slice(0, n).reduce((a, b) => a + b, 0);
     let r = random() * total;
     for (let i = 0; i < n; i++) {

@@ -208,6 +208,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         temperature: num(body.temperature) ?? 1,
         topP: num(body.top_p) ?? 1,
         topK: num(body.top_k) ?? 0,
+        minP: num(body.min_p) ?? 0,
         seed: num(body.seed) ?? randomInt(2 ** 31),
         stop: stopList(body.stop),
         maxTokens: asked ?? Math.min(cfg.defaultMaxTokens, room),

@@ -139,6 +139,7 @@ export class LocalUpstream implements Upstream {
       topP: num(body.top_p) ?? gen.top_p ?? 1,
       // Like vLLM's --generation-config auto: a default the model's own file sets, nothing it leaves out.
       topK: num(body.top_k) ?? gen.top_k ?? 0,
+      minP: num(body.min_p) ?? gen.min_p ?? 0,
       seed: num(body.seed),
       stop: stops(body.stop),
       ignoreEos: body.ignore_eos === true,
