@@ -1,3 +1,4 @@
+import { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type FakeUpstream, startFakeUpstream } from './support/fakeUpstream.js';
 import { post, sseEvents } from './support/raw.js';
@@ -13,6 +14,7 @@ beforeAll(async () => {
     upstreams: { up: { url: fake.url } },
     routes: [
       { model: 'alias-model', upstream: 'up', upstreamModel: 'real-model' },
+      { model: 'org/alias', upstream: 'up', upstreamModel: 'real-model' },
       { model: 'gpt-*', upstream: 'up' },
     ],
   };
@@ -100,6 +102,15 @@ describe('non-streaming', () => {
     const ids = list.data.map((m) => m.id);
     expect(ids).toContain('alias-model');
     expect(ids).toContain('fake-model');
+  });
+
+  test('/v1/models/{id} retrieves one model (ids may hold a slash); an unknown id is a 404 model_not_found', async () => {
+    for (const id of ['alias-model', 'org/alias', 'fake-model'])
+      expect((await t.client.models.retrieve(id)).id).toBe(id);
+    const err = await t.client.models.retrieve('no-such-model').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(APIError);
+    expect((err as APIError).status).toBe(404);
+    expect((err as APIError).code).toBe('model_not_found');
   });
 });
 

@@ -191,6 +191,15 @@ export async function createServer(loaded: LoadedConfig, opts: ServerOptions = {
   app.get('/v1/models', auth, async (_req, res) => {
     res.json({ object: 'list', data: await listModels(routes, res.locals as RequestLocals) });
   });
+  // OpenAI's "retrieve model" (the SDK's models.retrieve): ids may hold a slash (org/name), so the rest of the path.
+  app.get('/v1/models/*model', auth, async (req, res, next) => {
+    const id = (req.params as { model: string[] }).model.join('/');
+    const found = (await listModels(routes, res.locals as RequestLocals)).find((m) => m.id === id);
+    if (found) return void res.json(found);
+    // A catch-all route's upstream may know models it did not list: it answers for itself.
+    if (router.catchAll()) return next();
+    sendError(res, new HttpError(404, `The model '${id}' does not exist`, { param: 'model', code: 'model_not_found' }));
+  });
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', routes: routes.map((r) => r.id) });
   });
