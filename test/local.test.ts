@@ -564,6 +564,37 @@ describe('bad input against the local provider', () => {
     }
   });
 
+  test('an explicit max_tokens beyond the room the context leaves is a 400; the exact room, or none given, is served', async () => {
+    const first = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('hi'), max_tokens: 1 });
+    const room = 256 - (first.usage?.prompt_tokens ?? 0);
+    expect(readModelFolder(modelDir('tandem-large-chat')).config.max_position_embeddings).toBe(256);
+    for (const key of ['max_tokens', 'max_completion_tokens'] as const) {
+      const err = await t.client.chat.completions
+        .create({ model: 'tandem-chat', messages: ask('hi'), [key]: room + 1 })
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(APIError);
+      expect((err as APIError).status).toBe(400);
+      expect((err as APIError).param).toBe(key);
+      expect((err as APIError).code).toBe('context_length_exceeded');
+    }
+    const streamed = await post(`${t.url}/v1/completions`, {
+      model: 'tandem-large-base',
+      prompt: 'hi',
+      max_tokens: 1000,
+      stream: true,
+    });
+    expect(streamed.status).toBe(400);
+    expect(streamed.json().error).toMatchObject({ param: 'max_tokens', code: 'context_length_exceeded' });
+    const exact = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: ask('hi'),
+      max_tokens: room,
+    });
+    expect(exact.choices).toHaveLength(1);
+    const unset = await t.client.chat.completions.create({ model: 'tandem-chat', messages: ask('hi') });
+    expect(unset.choices).toHaveLength(1);
+  });
+
   test('token-id prompts outside the vocabulary are a 400', async () => {
     const r = await post(`${t.url}/v1/completions`, {
       model: 'tandem-large-base',

@@ -128,13 +128,33 @@ export class LocalUpstream implements Upstream {
     }
   }
 
-  private options(m: LoadedCausal, body: JsonObject, promptLen: number, maxKey: unknown): GenerateOptions {
+  /**
+   * Generation options from the request, then the model's generation_config.json. `maxKey` is the request's own
+   * max_tokens (undefined when it gave none) and `fallback` the length used then, cut to the room the context leaves.
+   */
+  private options(
+    m: LoadedCausal,
+    body: JsonObject,
+    promptLen: number,
+    maxKey: unknown,
+    fallback = m.lm.folder.generation.max_new_tokens ?? 256,
+  ): GenerateOptions {
     const gen = m.lm.folder.generation;
     const defTemp = gen.do_sample === false ? 0 : (gen.temperature ?? 1);
     const room = m.lm.contextLength - promptLen;
     const asked = num(maxKey);
+    // An explicit length that cannot fit is refused, as OpenAI and vLLM do, rather than silently cut short; a prompt
+    // that leaves no room at all is the prompt's error, reported by precheck.
+    if (asked !== undefined && room >= 1 && asked > room) {
+      const param = body.max_completion_tokens !== undefined ? 'max_completion_tokens' : 'max_tokens';
+      throw new HttpError(
+        400,
+        `This model's maximum context length is ${m.lm.contextLength} tokens; the prompt has ${promptLen} tokens and ${param} asks for ${asked} more.`,
+        { param, code: 'context_length_exceeded' },
+      );
+    }
     return {
-      maxTokens: Math.max(0, Math.min(asked ?? gen.max_new_tokens ?? 256, room)),
+      maxTokens: Math.max(0, Math.min(asked ?? fallback, room)),
       temperature: num(body.temperature) ?? defTemp,
       topP: num(body.top_p) ?? gen.top_p ?? 1,
       // Like vLLM's --generation-config auto: a default the model's own file sets, nothing it leaves out.
@@ -369,10 +389,11 @@ export class LocalUpstream implements Upstream {
     signal: AbortSignal,
   ) {
     const tok = m.lm.tokenizer;
+    // OpenAI's completions default to 16 tokens.
     const asked = num(body.max_tokens) ?? 16;
     // Scoring a prompt (echo, max_tokens 0) needs it to fit; generating needs room for one more token.
     this.precheck(m, asked === 0 ? Math.max(1, prompt.length - 1) : prompt.length, 'prompt');
-    const opts = this.options(m, body, prompt.length, asked);
+    const opts = this.options(m, body, prompt.length, body.max_tokens, 16);
     opts.topLogprobs = k;
     // Echo with logprobs scores the prompt in the prefill pass that runs anyway (one pass, as vLLM does).
     if (echo && k !== undefined) opts.promptLogprobs = k;
@@ -426,7 +447,7 @@ export class LocalUpstream implements Upstream {
     const prompts = this.encodePrompts(m, body.prompt);
     if (prompts.length !== 1) throw new HttpError(400, 'Streaming completions take one prompt.', { param: 'prompt' });
     const prompt = prompts[0] as number[];
-    const opts = this.options(m, body, prompt.length, body.max_tokens ?? 16);
+    const opts = this.options(m, body, prompt.length, body.max_tokens, 16);
     const base = { id: `cmpl-${randomUUID()}`, object: 'text_completion', created: now(), model: String(body.model) };
     const out = new Channel<JsonObject>();
     const n = num(body.n) ?? 1;
