@@ -18,6 +18,10 @@ const suites: Record<string, { describe: string; load: () => Promise<BenchSuite>
       'local models: Tandem runtime vs transformers.js (prefill, decode, greedy parity), batching, bandwidth bound',
     load: () => import('./slm.js'),
   },
+  prefix: {
+    describe: 'prefix cache on multi-turn chat: prompt tokens prefilled and time to first token, with vs without',
+    load: () => import('./prefix.js'),
+  },
   eft: {
     describe:
       'EFT decoding: tokens/s and upstream calls per token, token-by-token vs speculative, local and remote large',

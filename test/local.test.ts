@@ -130,6 +130,7 @@ test('/metrics counts each local model engine: prompt and generated tokens, queu
       Number(text.match(new RegExp(`^${name}\\{${labels}\\} (\\S+)$`, 'm'))?.[1] ?? Number.NaN);
     return {
       prompt: value('tandem_local_tokens_total', 'model="tandem-large-chat",kind="prompt"'),
+      cached: value('tandem_local_tokens_total', 'model="tandem-large-chat",kind="cached"'),
       generated: value('tandem_local_tokens_total', 'model="tandem-large-chat",kind="generated"'),
       active: value('tandem_local_sequences', 'model="tandem-large-chat",state="active"'),
       waiting: value('tandem_local_sequences', 'model="tandem-large-chat",state="waiting"'),
@@ -149,7 +150,8 @@ test('/metrics counts each local model engine: prompt and generated tokens, queu
   const after = await read();
   expect(after.generated - before.generated).toBe(10);
   expect(r.usage?.completion_tokens).toBe(10);
-  expect(after.prompt - before.prompt).toBe(2 * (r.usage?.prompt_tokens ?? 0));
+  // Each choice's prompt is prefilled or, where an earlier request began the same way, taken from the prefix cache.
+  expect(after.prompt - before.prompt + (after.cached - before.cached)).toBe(2 * (r.usage?.prompt_tokens ?? 0));
   expect(after).toMatchObject({ active: 0, waiting: 0, refused: before.refused });
 });
 
@@ -242,6 +244,37 @@ test('min_p 1 keeps only the most likely token: any seed gives the greedy answer
     expect(eftMinP.choices[0]?.message.content).toBe(eftGreedy);
   } finally {
     await e.close();
+  }
+});
+
+test("a chat's next turn is prefilled only past the part the prefix cache holds, with the same answer", async () => {
+  const cachedTokens = async (url: string) => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    return Number(text.match(/^tandem_local_tokens_total\{model="tandem-large-chat",kind="cached"\} (\S+)$/m)?.[1]);
+  };
+  const cold = await startTandem({
+    models: { nocache: { path: modelDir('tandem-large-chat'), prefixCacheMB: 0 } },
+    upstreams: { m: { url: 'local:nocache' } },
+    routes: [{ model: 'nocache', upstream: 'm' }],
+  });
+  try {
+    const turn1 = [{ role: 'user' as const, content: 'What does the word lamp mean? Answer in one sentence.' }];
+    const body = { temperature: 0, max_tokens: 24 };
+    const a1 = await t.client.chat.completions.create({ model: 'tandem-chat', messages: turn1, ...body });
+    const turn2 = [
+      ...turn1,
+      { role: 'assistant' as const, content: a1.choices[0]?.message.content ?? '' },
+      { role: 'user' as const, content: 'And what does the word candle mean?' },
+    ];
+    const before = await cachedTokens(t.url);
+    const a2 = await t.client.chat.completions.create({ model: 'tandem-chat', messages: turn2, ...body });
+    const after = await cachedTokens(t.url);
+    // At least the whole first prompt came from the cache.
+    expect(after - before).toBeGreaterThanOrEqual(a1.usage?.prompt_tokens ?? Number.POSITIVE_INFINITY);
+    const coldA2 = await cold.client.chat.completions.create({ model: 'nocache', messages: turn2, ...body });
+    expect(a2.choices[0]?.message.content).toBe(coldA2.choices[0]?.message.content);
+  } finally {
+    await cold.close();
   }
 });
 

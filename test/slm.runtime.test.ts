@@ -420,6 +420,46 @@ describe('classifier', () => {
   });
 });
 
+describe('prefix cache', () => {
+  let lm: CausalLM;
+  beforeAll(async () => {
+    lm = await CausalLM.load(modelDir('tandem-large-chat'), { threads: 1 });
+  });
+  afterAll(() => lm.release());
+
+  test('prompts that extend a finished sequence are prefilled past it and generate exactly what a cold engine does', async () => {
+    const cold = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
+    const warm = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0, prefixCacheBytes: 2 ** 24 });
+    const opts = { maxTokens: 12, temperature: 0 };
+    const enc = (t: string) => lm.tokenizer.encode(t);
+    const firsts = [
+      enc('<|im_start|>user\nWhat does the word lamp mean?<|im_end|>\n<|im_start|>assistant\n'),
+      enc('<|im_start|>user\nWhat does the word river mean? Say it simply.<|im_end|>\n<|im_start|>assistant\n'),
+    ];
+    const turn1 = await Promise.all(firsts.map((p) => warm.generate(p, opts)));
+    expect(warm.totals.cachedPromptTokens).toBe(0);
+    // Next turns: each first prompt, its answer, and a new question; plus an unrelated cold prompt in the same batch.
+    const more = enc('<|im_end|>\n<|im_start|>user\nAnd another one?<|im_end|>\n<|im_start|>assistant\n');
+    const next = [
+      ...firsts.map((p, i) => [...p, ...(turn1[i]?.tokens.map((t) => t.id) ?? []), ...more]),
+      enc('In the beginning God created the heaven and the earth.'),
+    ];
+    const prefilledBefore = warm.totals.promptTokens;
+    const got = await Promise.all(next.map((p) => warm.generate(p, opts)));
+    const want = await Promise.all(next.map((p) => cold.generate(p, opts)));
+    expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
+    // Both follow-ups reused at least their first prompt; only the rest was prefilled.
+    const reused = warm.totals.cachedPromptTokens;
+    expect(reused).toBeGreaterThanOrEqual((firsts[0]?.length ?? 0) + (firsts[1]?.length ?? 0));
+    const total = next.reduce((a, p) => a + p.length, 0);
+    expect(warm.totals.promptTokens - prefilledBefore).toBe(total - reused);
+    // Asking for the prompt's own scores needs every position: such a request never starts from the cache.
+    const scored = await warm.generate(next[0] as number[], { ...opts, promptLogprobs: 0 });
+    expect(warm.totals.cachedPromptTokens).toBe(reused);
+    expect(scored.promptScores).toHaveLength((next[0]?.length ?? 0) - 1);
+  });
+});
+
 describe('min-p sampling', () => {
   // Relative to the most likely token: weights 1, 0.905, 0.0067, 0.0025 at temperature 1.
   const logits = Float32Array.from([0, -0.1, -5, -6]);

@@ -62,6 +62,11 @@ const ModelSpecSchema = z.strictObject({
   queueLimit: z.number().int().min(1).default(64),
   /** Draft tokens per prompt-lookup check when one greedy request runs alone (0 = off); output is unchanged. */
   promptLookup: z.number().int().min(0).max(16).default(4),
+  /**
+   * Megabytes of finished sequences' keys and values kept per model, so a prompt that starts like one of them (a
+   * chat's next turn) is prefilled only past the shared part (0 = off).
+   */
+  prefixCacheMB: z.number().min(0).default(64),
 });
 
 const ProxyKeySchema = z.union([z.string().min(8), z.strictObject({ env: z.string().min(1) })]);

@@ -74,12 +74,13 @@ export class Metrics implements UpstreamObserver {
     };
     new client.Counter({
       name: 'tandem_local_tokens_total',
-      help: 'Tokens a local model engine prefilled (prompt) and generated',
+      help: 'Tokens a local model engine prefilled (prompt), took from its prefix cache (cached) and generated',
       labelNames: ['model', 'kind'] as const,
       registers: [this.registry],
       collect() {
-        for (const { model, promptTokens, generatedTokens } of stats()) {
+        for (const { model, promptTokens, cachedPromptTokens, generatedTokens } of stats()) {
           catchUp(`${model}\0prompt`, promptTokens, (n) => this.inc({ model, kind: 'prompt' }, n));
+          catchUp(`${model}\0cached`, cachedPromptTokens, (n) => this.inc({ model, kind: 'cached' }, n));
           catchUp(`${model}\0generated`, generatedTokens, (n) => this.inc({ model, kind: 'generated' }, n));
         }
       },

@@ -2,6 +2,7 @@ import type { CausalLM } from './causalLM.js';
 import { Detokenizer } from './detokenizer.js';
 import { concatRows, type KvCache, resizeLeft, selectRows, truncate } from './kv.js';
 import { promptLookup } from './lookup.js';
+import { PrefixCache } from './prefixCache.js';
 import { logSoftmax, logSumExp, rng, type SamplingParams, sample, topK } from './sampling.js';
 import { StopMatcher } from './stop.js';
 
@@ -96,6 +97,8 @@ export interface EngineOptions {
   prefillLogitsBudget?: number;
   /** Requests allowed to wait for a place; beyond it a request is refused (429) rather than queued forever. */
   queueLimit: number;
+  /** Bytes of finished sequences' keys and values kept for prompts that start the same way (0 or unset = off). */
+  prefixCacheBytes?: number;
 }
 
 /**
@@ -171,13 +174,20 @@ export class GenerationEngine {
   /** Prompt-lookup statistics: draft tokens proposed and kept. */
   drafted = 0;
   acceptedDrafts = 0;
-  /** Running totals since the engine started, for the server's /metrics. */
-  readonly totals = { promptTokens: 0, generatedTokens: 0, refused: 0 };
+  /**
+   * Running totals since the engine started, for the server's /metrics: prompt tokens prefilled, prompt tokens taken
+   * from the prefix cache instead, tokens generated, requests refused.
+   */
+  readonly totals = { promptTokens: 0, cachedPromptTokens: 0, generatedTokens: 0, refused: 0 };
+  private readonly prefixes: PrefixCache | undefined;
 
   constructor(
     private readonly lm: CausalLM,
     private readonly opts: EngineOptions,
-  ) {}
+  ) {
+    if (lm.hasCache && (opts.prefixCacheBytes ?? 0) > 0)
+      this.prefixes = new PrefixCache(opts.prefixCacheBytes as number);
+  }
 
   /** True when a new request would be refused. */
   get full(): boolean {
@@ -284,8 +294,16 @@ export class GenerationEngine {
     const room = this.opts.maxBatch - this.active.length;
     const fresh = this.waiting.splice(0, room);
     try {
-      for (const group of prefillGroups(fresh.map((s) => s.prompt.length))) {
-        await this.prefill(group.map((i) => fresh[i] as Seq));
+      // A prompt that starts like a cached sequence is prefilled alone from where the cached part ends (a prompt
+      // asking for its own scores needs every position's logits, so it always starts from scratch).
+      const cold: Seq[] = [];
+      for (const s of fresh) {
+        const hit = s.opts.promptLogprobs === undefined ? this.prefixes?.match(s.prompt) : undefined;
+        if (hit) await this.prefill([s], hit);
+        else cold.push(s);
+      }
+      for (const group of prefillGroups(cold.map((s) => s.prompt.length))) {
+        await this.prefill(group.map((i) => cold[i] as Seq));
       }
     } catch (err) {
       // Not yet in the batch, so the loop's clean-up would not see them: fail them here (settling twice is harmless).
@@ -294,8 +312,11 @@ export class GenerationEngine {
     }
   }
 
-  private async prefill(fresh: Seq[]): Promise<void> {
-    for (const s of fresh) this.totals.promptTokens += s.prompt.length;
+  /** Prefills prompts together; `from` (one prompt only) is a cached prefix of it to start after. */
+  private async prefill(fresh: Seq[], from?: { length: number; kv: KvCache }): Promise<void> {
+    const offset = from?.length ?? 0;
+    for (const s of fresh) this.totals.promptTokens += s.prompt.length - offset;
+    this.totals.cachedPromptTokens += offset;
     const len = Math.max(...fresh.map((s) => s.prompt.length));
     const ids = fresh.map((s) => [...Array(len - s.prompt.length).fill(this.lm.tokenizer.padId), ...s.prompt]);
     const mask = fresh.map((s) => [...Array(len - s.prompt.length).fill(0), ...s.prompt.map(() => 1)]);
@@ -306,10 +327,10 @@ export class GenerationEngine {
     const chunk = this.lm.hasCache
       ? Math.max(1, Math.floor((this.opts.prefillLogitsBudget ?? DEFAULT_LOGITS_BUDGET) / (fresh.length * vocab)))
       : len;
-    let past = this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null;
+    let past = from?.kv ?? (this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null);
     let out: Awaited<ReturnType<CausalLM['forward']>> | undefined;
     let last = 0;
-    for (let start = 0; start < len; start += chunk) {
+    for (let start = offset; start < len; start += chunk) {
       const end = Math.min(len, start + chunk);
       out = await this.lm.forward({
         ids: ids.map((r) => r.slice(start, end)),
@@ -485,6 +506,7 @@ export class GenerationEngine {
         keep.push(i);
         return;
       }
+      this.keepPrefix(s, i);
       const rest = s.stop.finish(s.detok.finish());
       if (rest) s.opts.onText?.(rest, undefined);
       s.resolve({
@@ -496,6 +518,20 @@ export class GenerationEngine {
       });
     });
     if (keep.length !== this.active.length) this.retain(keep);
+  }
+
+  /**
+   * Offers a finished sequence's keys and values (batch row `row`, without its left padding) to the prefix cache: the
+   * next turn of a conversation starts with this prompt and, usually, this answer.
+   */
+  private keepPrefix(s: Seq, row: number): void {
+    const mask = this.mask[row];
+    if (!this.prefixes || !this.kv || !mask) return;
+    // The cache holds every token fed so far: the prompt and the answer but its last token, which was never fed.
+    const held = mask.length - mask.indexOf(1);
+    const ids = [...s.prompt, ...s.ids].slice(0, held);
+    if (mask.indexOf(1) < 0 || ids.length !== held) return;
+    this.prefixes.put(ids, resizeLeft(selectRows(this.kv, [row]), held));
   }
 
   /** Keeps the given active rows, dropping the others' cache rows and any all-padding columns on the left. */

@@ -22,11 +22,12 @@ export interface LocalModelStats {
   active: number;
   waiting: number;
   promptTokens: number;
+  cachedPromptTokens: number;
   generatedTokens: number;
   refused: number;
 }
 
-const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4 };
+const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4, prefixCacheMB: 64 };
 
 /** Graphs smaller than this run on one thread unless configured (see ModelSpecSchema.threads). */
 const SMALL_GRAPH_BYTES = 8 * 1024 * 1024;
@@ -125,6 +126,7 @@ export class ModelRegistry {
           maxBatch: spec.maxBatch,
           queueLimit: spec.queueLimit,
           promptLookup: spec.promptLookup,
+          prefixCacheBytes: spec.prefixCacheMB * 2 ** 20,
         }),
       }));
       const model = this.specs.has(nameOrPath) ? nameOrPath : basename(spec.path);
