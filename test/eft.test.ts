@@ -139,7 +139,67 @@ const prompts = () => {
   return { raw: tok.encode(`${QUESTION}\n`), chat: tok.encode(tok.applyChatTemplate(messages, true)) };
 };
 
+/** The EFT log-probability of each of `ids` at its step, from the three models directly (log-softmax of the score). */
+async function referenceLogprobs(rawIds: number[], chatIds: number[], ids: number[], beta: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    const done = ids.slice(0, i);
+    const [L, F, B] = await Promise.all([
+      large.nextTokenLogprobs([...rawIds, ...done]),
+      ft.nextTokenLogprobs([...chatIds, ...done]),
+      base.nextTokenLogprobs([...rawIds, ...done]),
+    ]);
+    const s = Array.from(L, (l, v) => l + beta * ((F[v] as number) - (B[v] as number)));
+    const max = Math.max(...s);
+    const lse = max + Math.log(s.reduce((a, x) => a + Math.exp(x - max), 0));
+    out.push((s[ids[i] as number] as number) - lse);
+  }
+  return out;
+}
+
 describe('EFT through the proxy (local large model, full logits)', () => {
+  test('logprobs are those of the EFT distribution, as computed from the three models; streamed the same', async () => {
+    const { raw, chat } = prompts();
+    for (const gamma of [0, 4]) {
+      const body = { model: 'eft', messages, temperature: 0, max_tokens: 12, logprobs: true, top_logprobs: 3 };
+      const r = await t.client.chat.completions.create({ ...body, ...extra({ eft: { gamma } }) });
+      const content = r.choices[0]?.logprobs?.content ?? [];
+      expect(content).toHaveLength(r.usage?.completion_tokens ?? -1);
+      // Back to ids through each token's bytes (unique in a BPE vocabulary).
+      const byBytes = new Map(
+        Array.from({ length: ft.tokenizer.vocabSize }, (_, id) => [ft.tokenizer.tokenBytes(id).join(','), id]),
+      );
+      const ids = content.map((c) => byBytes.get((c.bytes ?? []).join(',')) ?? -1);
+      expect(ids).not.toContain(-1);
+      const want = await referenceLogprobs(raw, chat, ids, 1);
+      content.forEach((c, i) => {
+        expect(c.logprob).toBeCloseTo(want[i] as number, 4);
+        // Greedy: the token drawn is the most likely one, and the alternatives come most likely first.
+        expect(c.top_logprobs[0]?.token).toBe(c.token);
+        expect(c.top_logprobs.map((x) => x.logprob)).toEqual(
+          [...c.top_logprobs.map((x) => x.logprob)].sort((a, b) => b - a),
+        );
+      });
+      const s = await t.client.chat.completions.create({ ...body, stream: true, ...extra({ eft: { gamma } }) });
+      const streamed: typeof content = [];
+      for await (const c of s) streamed.push(...(c.choices[0]?.logprobs?.content ?? []));
+      expect(streamed).toEqual(content);
+    }
+    const c = await t.client.completions.create({
+      model: 'eft',
+      prompt: 'The meaning of the word apple is',
+      temperature: 0,
+      max_tokens: 6,
+      logprobs: 2,
+    });
+    const lp = c.choices[0]?.logprobs;
+    expect(lp?.tokens).toHaveLength(c.usage?.completion_tokens ?? -1);
+    expect(lp?.tokens?.length).toBeGreaterThan(0);
+    expect(lp?.text_offset?.[0]).toBe(0);
+    expect(lp?.tokens?.join('')).toBe(c.choices[0]?.text);
+    expect(Object.keys(lp?.top_logprobs?.[0] ?? {})).toHaveLength(2);
+  });
+
   test.each([1, 0.5, 2])(
     'greedy EFT with beta %s equals the reference computed from the three models',
     async (beta) => {
@@ -449,13 +509,13 @@ describe('bad input and refused configs', () => {
     expect((err as APIError).param).toBe(param);
   });
 
-  test('n > 1, logprobs, a prompt too long: clear 400s', async () => {
+  test('n > 1, echo with logprobs, a prompt too long: clear 400s', async () => {
     const codes = await Promise.all([
       t.client.chat.completions.create({ model: 'eft', messages, n: 2 }).then(
         () => 'ok',
         (e: APIError) => e.param,
       ),
-      t.client.chat.completions.create({ model: 'eft', messages, logprobs: true }).then(
+      t.client.completions.create({ model: 'eft', prompt: QUESTION, echo: true, logprobs: 1 }).then(
         () => 'ok',
         (e: APIError) => e.param,
       ),

@@ -29,6 +29,24 @@ export interface EftParams extends WarpParams {
   seed: number;
   /** Draft tokens per speculative round (0 = token by token). */
   gamma: number;
+  /**
+   * Report each token's log-probability under the EFT distribution (before temperature, top-k and top-p, as OpenAI
+   * and vLLM report a model's) with this many alternatives; undefined = none.
+   */
+  logprobs?: number;
+}
+
+/** A generated token's log-probability under the EFT distribution and its most likely alternatives. */
+export interface ScoredToken {
+  id: number;
+  logprob: number;
+  top: { id: number; logprob: number }[];
+}
+
+/** A token drawn, with the EFT log-probabilities (before warping) of the position it was drawn at. */
+interface Drawn {
+  id: number;
+  lp: Float64Array;
 }
 
 export interface EftStats {
@@ -45,6 +63,8 @@ export interface EftStats {
 
 export interface EftResult {
   ids: number[];
+  /** With `logprobs`: one per id. */
+  scores?: ScoredToken[];
   text: string;
   finishReason: 'stop' | 'length';
   stats: EftStats;
@@ -84,8 +104,11 @@ export class EftDecoder {
     this.random = rng(p.seed);
   }
 
-  /** The EFT distribution the next token is drawn from, after `generated`, with the large model's row given. */
-  private async target(large: LargeDist, generated: readonly number[]): Promise<Float64Array> {
+  /**
+   * The EFT distribution the next token is drawn from (`p`, warped), after `generated`, with the large model's row
+   * given; `lp` is the same before temperature, top-k and top-p.
+   */
+  private async target(large: LargeDist, generated: readonly number[]): Promise<{ p: Float64Array; lp: Float64Array }> {
     const [base, ...experts] = await Promise.all([
       this.m.base.next(generated),
       ...this.m.experts.map((e) => e.track.next(generated)),
@@ -99,16 +122,17 @@ export class EftDecoder {
       base as Float32Array,
       this.p.beta,
     );
-    return warp(lp, this.p);
+    return { p: warp(lp, this.p), lp };
   }
 
-  private async tokenStep(generated: number[]): Promise<number[]> {
+  private async tokenStep(generated: number[]): Promise<Drawn[]> {
     const [large] = await Promise.all([
       this.m.large.next(generated),
       this.m.base.next(generated),
       ...this.m.experts.map((e) => e.track.next(generated)),
     ]);
-    return [draw(await this.target(large, generated), this.random)];
+    const { p, lp } = await this.target(large, generated);
+    return [{ id: draw(p, this.random), lp }];
   }
 
   /**
@@ -150,7 +174,7 @@ export class EftDecoder {
     return warp(lp, this.p);
   }
 
-  private async speculativeStep(generated: number[], gamma: number): Promise<number[]> {
+  private async speculativeStep(generated: number[], gamma: number): Promise<Drawn[]> {
     const draft: number[] = [];
     const q: Float64Array[] = [];
     for (let i = 0; i < gamma; i++) {
@@ -167,28 +191,34 @@ export class EftDecoder {
       this.m.base.rowsFor(all),
       ...this.m.experts.map((e) => e.track.rowsFor(all)),
     ]);
-    const out: number[] = [];
+    const out: Drawn[] = [];
     for (let i = 0; i < draft.length; i++) {
       // An upstream that stopped scoring blocks returns fewer rows: what was checked so far still stands.
       if (i >= large.length) return out;
-      const p = await this.target(large[i] as LargeDist, all.slice(0, generated.length + i));
-      if (!this.acceptOrCorrect(p, q[i] as Float64Array, draft[i] as number, out)) return out;
+      const { p, lp } = await this.target(large[i] as LargeDist, all.slice(0, generated.length + i));
+      const { id, kept } = this.acceptOrCorrect(p, q[i] as Float64Array, draft[i] as number);
+      out.push({ id, lp });
+      if (!kept) return out;
     }
     // Every draft kept: one more token from the target after the whole block (none after an end of sequence).
     const last = large[draft.length];
-    if (last && !this.m.eos.has(draft[draft.length - 1] as number))
-      out.push(draw(await this.target(last, all), this.random));
+    if (last && !this.m.eos.has(draft[draft.length - 1] as number)) {
+      const { p, lp } = await this.target(last, all);
+      out.push({ id: draw(p, this.random), lp });
+    }
     return out;
   }
 
-  /** Speculative sampling's test: keeps x with probability min(1, p(x)/q(x)), else draws from max(0, p - q). */
-  private acceptOrCorrect(p: Float64Array, q: Float64Array, x: number, out: number[]): boolean {
+  /**
+   * Speculative sampling's test: keeps x with probability min(1, p(x)/q(x)), else draws from max(0, p - q). Returns
+   * the token that stands and whether it was the draft kept (a correction ends the block).
+   */
+  private acceptOrCorrect(p: Float64Array, q: Float64Array, x: number): { id: number; kept: boolean } {
     const px = p[x] as number;
     const qx = q[x] as number;
     if (px >= qx || this.random() < px / qx) {
-      out.push(x);
       this.accepted++;
-      return true;
+      return { id: x, kept: true };
     }
     const residual = new Float64Array(p.length);
     let total = 0;
@@ -197,13 +227,18 @@ export class EftDecoder {
       residual[t] = r;
       total += r;
     }
-    out.push(draw(total > 0 ? residual : p, this.random));
-    return false;
+    return { id: draw(total > 0 ? residual : p, this.random), kept: false };
   }
 
-  async run(signal: AbortSignal, onText?: (delta: string, id: number) => void): Promise<EftResult> {
+  /**
+   * Decodes to the end. `onText` gets each piece of text as it becomes final, with the token that released it (and,
+   * with `logprobs`, its score: then it is called for every token, even one whose text is still held back).
+   */
+  async run(signal: AbortSignal, onText?: (delta: string, token?: ScoredToken) => void): Promise<EftResult> {
     const { tokenizer, eos } = this.m;
     const ids: number[] = [];
+    const k = this.p.logprobs;
+    const scores: ScoredToken[] | undefined = k === undefined ? undefined : [];
     const detok = new Detokenizer(tokenizer);
     const stops = new StopMatcher(this.p.stop);
     let finishReason: 'stop' | 'length' = 'length';
@@ -215,14 +250,19 @@ export class EftDecoder {
         speculative && this.m.large.scoresBlocks && room > 1
           ? await this.speculativeStep(ids, Math.min(this.p.gamma, room - 1))
           : await this.tokenStep(ids);
-      for (const id of next) {
+      for (const { id, lp } of next) {
         if (eos.has(id)) {
           finishReason = 'stop';
           break outer;
         }
         ids.push(id);
+        const score =
+          k === undefined
+            ? undefined
+            : { id, logprob: lp[id] as number, top: topK(lp, k).map((c) => ({ id: c.id, logprob: c.value })) };
+        if (score) scores?.push(score);
         const { delta, stopped } = stops.push(detok.push(id));
-        if (delta) onText?.(delta, id);
+        if (delta || score) onText?.(delta, score);
         if (stopped) {
           finishReason = 'stop';
           break outer;
@@ -231,8 +271,8 @@ export class EftDecoder {
       }
     }
     const rest = stops.finish(detok.finish());
-    if (rest) onText?.(rest, -1);
-    return { ids, text: stops.text, finishReason, stats: this.stats(speculative) };
+    if (rest) onText?.(rest);
+    return { ids, scores, text: stops.text, finishReason, stats: this.stats(speculative) };
   }
 
   private stats(speculative: boolean): EftStats {

@@ -1,18 +1,20 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { EftDecoder, type EftParams, type EftResult } from '../../eft/decoder.js';
+import { EftDecoder, type EftParams, type EftResult, type ScoredToken } from '../../eft/decoder.js';
 import { ChatLarge, CompletionsLarge, type LargeModel, LocalLarge } from '../../eft/large.js';
 import { rawChatText } from '../../eft/prompt.js';
 import { TokenIndex, tokenizerFingerprint } from '../../eft/tokens.js';
 import { Track } from '../../eft/track.js';
 import { HttpError } from '../../proxy/errors.js';
+import { chatLogprobs, completionLogprobs, entryOf } from '../../proxy/logprobs.js';
 import { refuseUnhonoured } from '../../proxy/textOnly.js';
 import { Channel } from '../../proxy/upstream/channel.js';
 import type { CallOptions, Upstream } from '../../proxy/upstream/types.js';
 import type { CausalLM } from '../../slm/causalLM.js';
+import type { GeneratedToken } from '../../slm/engine.js';
 import type { ModelRegistry } from '../../slm/registry.js';
-import type { ChatMessageInput } from '../../slm/tokenizer.js';
+import type { ChatMessageInput, TextTokenizer } from '../../slm/tokenizer.js';
 import { contentText } from '../text.js';
 import type { DecodeArgs, DecodeResult, JsonObject, PluginDefinition, PluginEnv } from '../types.js';
 import { type EftConfig, EftConfigSchema, EftRequestOptionsSchema } from './schema.js';
@@ -113,11 +115,34 @@ function requestOptions(options: JsonObject): { beta?: number; gamma?: number } 
   });
 }
 
-function unsupported(body: JsonObject): void {
+function unsupported(body: JsonObject, chat: boolean): void {
   if ((num(body.n) ?? 1) !== 1) throw new HttpError(400, 'EFT routes generate one choice (n = 1).', { param: 'n' });
-  if (body.logprobs === true || num(body.logprobs) !== undefined)
-    throw new HttpError(400, 'EFT routes do not return logprobs.', { param: 'logprobs' });
+  if (!chat && body.echo === true && num(body.logprobs) !== undefined)
+    throw new HttpError(
+      400,
+      'EFT routes score the tokens they generate, not the prompt: echo with logprobs is not supported.',
+      {
+        param: 'logprobs',
+      },
+    );
   refuseUnhonoured(body, 'An EFT route');
+}
+
+/** The alternatives asked for per token (chat: logprobs + top_logprobs; completions: logprobs k), or undefined. */
+function logprobsAsked(body: JsonObject, chat: boolean): number | undefined {
+  if (chat) return body.logprobs === true ? (num(body.top_logprobs) ?? 0) : undefined;
+  return num(body.logprobs);
+}
+
+/** A scored EFT token in the shape the OpenAI logprobs formatters take (text and bytes for it and its alternatives). */
+function generatedToken(tok: TextTokenizer, t: ScoredToken): GeneratedToken {
+  return {
+    id: t.id,
+    text: tok.tokenText(t.id),
+    bytes: tok.tokenBytes(t.id),
+    logprob: t.logprob,
+    top: t.top.map((c) => ({ id: c.id, text: tok.tokenText(c.id), bytes: tok.tokenBytes(c.id), logprob: c.logprob })),
+  };
 }
 
 function stopList(v: unknown): string[] {
@@ -137,9 +162,9 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
 
     const decodeOnce = (args: DecodeArgs) => {
       const { ctx, body, upstream, signal } = args;
-      unsupported(body);
-      const opts = requestOptions(ctx.options);
       const chat = ctx.endpoint === 'chat';
+      unsupported(body, chat);
+      const opts = requestOptions(ctx.options);
       const tok = s.base.tokenizer;
       let messages: ChatMessageInput[];
       let raw: number[];
@@ -212,6 +237,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         seed: num(body.seed) ?? randomInt(2 ** 31),
         stop: stopList(body.stop),
         maxTokens: asked ?? Math.min(cfg.defaultMaxTokens, room),
+        logprobs: logprobsAsked(body, chat),
       };
       const decoder = new EftDecoder(
         {
@@ -231,6 +257,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         promptTokens: raw.length,
         // Completions' echo: the prompt comes back in front of the answer, as the local provider and OpenAI do.
         echoText: !chat && body.echo === true ? tok.decode(raw) : '',
+        tok,
         chat,
         includeUsage: (body.stream_options as JsonObject | undefined)?.include_usage === true,
       };
@@ -238,7 +265,12 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
 
     return {
       async decode(args: DecodeArgs): Promise<DecodeResult> {
-        const { decoder, promptTokens, echoText, chat, includeUsage } = decodeOnce(args);
+        const { decoder, promptTokens, echoText, tok, chat, includeUsage } = decodeOnce(args);
+        const logprobs = (scores: readonly ScoredToken[] | undefined, start = 0) => {
+          if (!scores) return null;
+          const tokens = scores.map((t) => generatedToken(tok, t));
+          return chat ? chatLogprobs(tokens) : completionLogprobs(tokens.map(entryOf), start);
+        };
         const model = args.ctx.model;
         const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
         const created = now();
@@ -256,10 +288,10 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
             ? {
                 index: 0,
                 message: { role: 'assistant', content: r.text, refusal: null },
-                logprobs: null,
+                logprobs: logprobs(r.scores),
                 finish_reason: r.finishReason,
               }
-            : { index: 0, text: echoText + r.text, logprobs: null, finish_reason: r.finishReason };
+            : { index: 0, text: echoText + r.text, logprobs: logprobs(r.scores), finish_reason: r.finishReason };
           return {
             kind: 'json',
             body: {
@@ -276,14 +308,16 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         }
         const base = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model };
         const out = new Channel<JsonObject>();
-        const chunk = (delta: string, finish: string | null) => ({
+        const chunk = (delta: string, finish: string | null, lp: JsonObject | null = null) => ({
           ...base,
           choices: [
             chat
-              ? { index: 0, delta: finish ? {} : { content: delta }, logprobs: null, finish_reason: finish }
-              : { index: 0, text: delta, logprobs: null, finish_reason: finish },
+              ? { index: 0, delta: finish ? {} : { content: delta }, logprobs: lp, finish_reason: finish }
+              : { index: 0, text: delta, logprobs: lp, finish_reason: finish },
           ],
         });
+        // Completions' text offsets run on across chunks, as in the whole answer.
+        let offset = 0;
         // The stream opens only once the first token is out, so a failure at the first step (an upstream without
         // logprobs, say) still reaches the client as a plain HTTP error rather than an error event.
         let opened: () => void = () => {};
@@ -294,8 +328,10 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
             choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
           });
         else if (echoText) out.push(chunk(echoText, null));
-        const done = decoder.run(args.signal, (delta) => {
-          out.push(chunk(delta, null));
+        const done = decoder.run(args.signal, (delta, token) => {
+          const lp = token ? logprobs([token], offset) : null;
+          if (token) offset += tok.tokenText(token.id).length;
+          out.push(chunk(delta, null, lp));
           opened();
         });
         done.then(

@@ -12,6 +12,7 @@ import {
 } from '../../slm/engine.js';
 import type { LoadedCausal, ModelRegistry } from '../../slm/registry.js';
 import { HttpError } from '../errors.js';
+import { chatLogprobs, completionLogprobs, entryOf } from '../logprobs.js';
 import { refuseUnhonoured } from '../textOnly.js';
 import { Channel } from './channel.js';
 import { ClientGoneError } from './errors.js';
@@ -38,32 +39,6 @@ function stops(v: unknown): string[] {
 
 const nothingToReturn = () =>
   new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
-
-interface LogprobEntry {
-  token: string;
-  logprob: number | null;
-  top: { text: string; logprob: number }[];
-}
-
-/** OpenAI's legacy completions `logprobs` object for these tokens, their text offsets counted from `start`. */
-function completionLogprobs(entries: readonly LogprobEntry[], start = 0): JsonObject {
-  let offset = start;
-  const text_offset = entries.map((e) => {
-    const at = offset;
-    offset += e.token.length;
-    return at;
-  });
-  return {
-    tokens: entries.map((e) => e.token),
-    token_logprobs: entries.map((e) => e.logprob),
-    top_logprobs: entries.map((e) =>
-      e.logprob === null ? null : Object.fromEntries(e.top.map((x) => [x.text, x.logprob])),
-    ),
-    text_offset,
-  };
-}
-
-const entryOf = (t: GeneratedToken): LogprobEntry => ({ token: t.text, logprob: t.logprob ?? null, top: t.top });
 
 /** Once generation ends: a finishing chunk per choice, the usage chunk if asked for, then the end (or the error). */
 function closeStream(
@@ -273,17 +248,6 @@ export class LocalUpstream implements Upstream {
     }
   }
 
-  private chatLogprobs(tokens: GeneratedToken[]) {
-    return {
-      content: tokens.map((t) => ({
-        token: t.text,
-        logprob: t.logprob ?? 0,
-        bytes: t.bytes,
-        top_logprobs: t.top.map((x) => ({ token: x.text, logprob: x.logprob, bytes: x.bytes })),
-      })),
-    };
-  }
-
   private chatSetup(m: LoadedCausal, body: JsonObject) {
     refuseUnhonoured(body, 'This model is served locally and');
     const prompt = this.encodeChat(m, body);
@@ -309,7 +273,7 @@ export class LocalUpstream implements Upstream {
       choices: choices.map((c) => ({
         index: c.index,
         message: { role: 'assistant', content: c.text },
-        logprobs: wantLogprobs ? this.chatLogprobs(c.result.tokens) : null,
+        logprobs: wantLogprobs ? chatLogprobs(c.result.tokens) : null,
         finish_reason: c.result.finishReason,
       })),
       usage: { prompt_tokens: prompt.length, completion_tokens: completion, total_tokens: prompt.length + completion },
@@ -342,7 +306,7 @@ export class LocalUpstream implements Upstream {
           {
             index,
             delta: { content: delta },
-            logprobs: wantLogprobs && token ? this.chatLogprobs([token]) : null,
+            logprobs: wantLogprobs && token ? chatLogprobs([token]) : null,
             finish_reason: null,
           },
         ],
