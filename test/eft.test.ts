@@ -287,6 +287,32 @@ describe('EFT through the proxy (local large model, full logits)', () => {
     expect((alone.choices[0]?.text ?? '').length).toBeGreaterThan(0);
   });
 
+  test('/metrics counts what each EFT route generated, drafted and kept, and its calls to the large model', async () => {
+    const read = async () => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      const v = (series: string) => Number(text.match(new RegExp(`^${series} (\\S+)$`, 'm'))?.[1] ?? 0);
+      return {
+        generated: v('tandem_eft_tokens_total\\{route="eft",kind="generated"\\}'),
+        drafted: v('tandem_eft_tokens_total\\{route="eft",kind="drafted"\\}'),
+        accepted: v('tandem_eft_tokens_total\\{route="eft",kind="accepted"\\}'),
+        calls: v('tandem_eft_upstream_calls_total\\{route="eft"\\}'),
+      };
+    };
+    const before = await read();
+    const body = { model: 'eft', messages, temperature: 0, max_tokens: 16, ...extra({ eft: { gamma: 4 } }) };
+    const r = await t.client.chat.completions.create(body);
+    const s = await t.client.chat.completions.create({ ...body, stream: true });
+    for await (const _ of s);
+    const after = await read();
+    const info = (r as unknown as { tandem: { eft: Record<string, number> } }).tandem.eft;
+    // The same greedy request twice, streamed the second time: twice the first one's numbers.
+    expect(after.generated - before.generated).toBe(2 * (r.usage?.completion_tokens ?? Number.NaN));
+    expect(after.drafted - before.drafted).toBe(2 * (info.drafted_tokens as number));
+    expect(after.accepted - before.accepted).toBe(2 * (info.accepted_tokens as number));
+    expect(after.calls - before.calls).toBe(2 * (info.upstream_calls as number));
+    expect(info.drafted_tokens).toBeGreaterThan(0);
+  });
+
   test('completions with echo return the prompt in front of the answer, streamed or not', async () => {
     const body = { model: 'eft', prompt: 'The meaning of the word apple is', temperature: 0, max_tokens: 8 };
     const plain = (await t.client.completions.create(body)).choices[0]?.text ?? '';

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import type { Metrics } from '../proxy/metrics.js';
 import type { Upstream } from '../proxy/upstream/types.js';
 import type { ModelRegistry } from '../slm/registry.js';
 
@@ -100,6 +101,8 @@ export interface PluginEnv {
   models?: ModelRegistry;
   /** The route the plugin instance serves; absent outside a server. */
   route?: { model: string; upstream: Upstream; upstreamModel?: string };
+  /** The server's Prometheus metrics; absent outside a server. */
+  metrics?: Metrics;
 }
 
 export interface PluginDefinition<C = unknown> {

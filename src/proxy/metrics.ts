@@ -37,6 +37,18 @@ export class Metrics implements UpstreamObserver {
     buckets: [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
     registers: [this.registry],
   });
+  readonly eftTokens = new client.Counter({
+    name: 'tandem_eft_tokens_total',
+    help: 'Tokens EFT routes generated, and the small model drafted and speculative sampling kept (kind)',
+    labelNames: ['route', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly eftUpstreamCalls = new client.Counter({
+    name: 'tandem_eft_upstream_calls_total',
+    help: 'Calls EFT routes made to their large model',
+    labelNames: ['route'] as const,
+    registers: [this.registry],
+  });
   readonly cache = new client.Counter({
     name: 'tandem_cache_requests_total',
     help: 'Response cache look-ups by result (hit, miss)',

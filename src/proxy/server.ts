@@ -99,6 +99,7 @@ async function buildRoutes(
         baseDir: loaded.baseDir,
         models,
         route: { model: r.model, upstream, upstreamModel: r.upstreamModel },
+        metrics,
       });
       instances.push({ id: def.id, failMode: ref.failMode ?? def.defaultFailMode, timeoutMs: ref.timeoutMs, hooks });
     }

@@ -263,6 +263,16 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
       };
     };
 
+    /** Each finished decode in /metrics: tokens, drafts kept, and calls to the large model, by route. */
+    const record = (r: EftResult) => {
+      const m = env.metrics;
+      if (!m) return;
+      m.eftTokens.inc({ route: route.model, kind: 'generated' }, r.ids.length);
+      m.eftTokens.inc({ route: route.model, kind: 'drafted' }, r.stats.drafted_tokens);
+      m.eftTokens.inc({ route: route.model, kind: 'accepted' }, r.stats.accepted_tokens);
+      m.eftUpstreamCalls.inc({ route: route.model }, r.stats.upstream_calls);
+    };
+
     return {
       async decode(args: DecodeArgs): Promise<DecodeResult> {
         const { decoder, promptTokens, echoText, tok, chat, includeUsage } = decodeOnce(args);
@@ -283,6 +293,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         const annotations = () => ({ eft: result ? { ...result.stats, generated_tokens: result.ids.length } : null });
         if (!args.ctx.stream) {
           result = await decoder.run(args.signal);
+          record(result);
           const r = result;
           const choice = chat
             ? {
@@ -337,6 +348,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         done.then(
           (r) => {
             result = r;
+            record(r);
             out.push(chunk('', r.finishReason));
             if (includeUsage) out.push({ ...base, choices: [], usage: usage(r) });
             out.end();
