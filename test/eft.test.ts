@@ -313,6 +313,27 @@ describe('EFT through the proxy (local large model, full logits)', () => {
     expect(info.drafted_tokens).toBeGreaterThan(0);
   });
 
+  test('n choices: choice i is the single answer seeded seed + i, streamed or not; usage and tandem.eft add up', async () => {
+    const body = { model: 'eft', messages, temperature: 1, max_tokens: 10, seed: 40 };
+    const many = await t.client.chat.completions.create({ ...body, n: 3 });
+    expect(many.choices.map((c) => c.index)).toEqual([0, 1, 2]);
+    const singles = await Promise.all([40, 41, 42].map((seed) => t.client.chat.completions.create({ ...body, seed })));
+    expect(many.choices.map((c) => c.message.content)).toEqual(singles.map((r) => r.choices[0]?.message.content));
+    expect(new Set(many.choices.map((c) => c.message.content)).size).toBeGreaterThan(1);
+    const sum = (f: (r: (typeof singles)[number]) => number) => singles.reduce((a, r) => a + f(r), 0);
+    expect(many.usage?.completion_tokens).toBe(sum((r) => r.usage?.completion_tokens ?? 0));
+    const eftOf = (r: object) => (r as { tandem: { eft: Record<string, number> } }).tandem.eft;
+    expect(eftOf(many)).toMatchObject({
+      choices: 3,
+      generated_tokens: sum((r) => eftOf(r).generated_tokens as number),
+      upstream_calls: sum((r) => eftOf(r).upstream_calls as number),
+    });
+    const s = await t.client.chat.completions.create({ ...body, n: 3, stream: true });
+    const texts = ['', '', ''];
+    for await (const c of s) for (const ch of c.choices) texts[ch.index] += ch.delta.content ?? '';
+    expect(texts).toEqual(many.choices.map((c) => c.message.content));
+  });
+
   test('completions with echo return the prompt in front of the answer, streamed or not', async () => {
     const body = { model: 'eft', prompt: 'The meaning of the word apple is', temperature: 0, max_tokens: 8 };
     const plain = (await t.client.completions.create(body)).choices[0]?.text ?? '';
@@ -535,9 +556,9 @@ describe('bad input and refused configs', () => {
     expect((err as APIError).param).toBe(param);
   });
 
-  test('n > 1, echo with logprobs, a prompt too long: clear 400s', async () => {
+  test('n above 16, echo with logprobs, a prompt too long: clear 400s', async () => {
     const codes = await Promise.all([
-      t.client.chat.completions.create({ model: 'eft', messages, n: 2 }).then(
+      t.client.chat.completions.create({ model: 'eft', messages, n: 17 }).then(
         () => 'ok',
         (e: APIError) => e.param,
       ),

@@ -115,8 +115,15 @@ function requestOptions(options: JsonObject): { beta?: number; gamma?: number } 
   });
 }
 
+/** Each choice is a decode of its own (the models' work grows with n), so a request gets a handful at most. */
+const MAX_CHOICES = 16;
+
 function unsupported(body: JsonObject, chat: boolean): void {
-  if ((num(body.n) ?? 1) !== 1) throw new HttpError(400, 'EFT routes generate one choice (n = 1).', { param: 'n' });
+  if ((num(body.n) ?? 1) > MAX_CHOICES)
+    throw new HttpError(400, `EFT routes generate at most ${MAX_CHOICES} choices per request (n).`, {
+      param: 'n',
+      code: 'too_many_choices',
+    });
   if (!chat && body.echo === true && num(body.logprobs) !== undefined)
     throw new HttpError(
       400,
@@ -126,6 +133,27 @@ function unsupported(body: JsonObject, chat: boolean): void {
       },
     );
   refuseUnhonoured(body, 'An EFT route');
+}
+
+/**
+ * The response's `tandem.eft`: one choice's stats as they are; with several, the counts summed over the choices and
+ * the covered mass averaged (its minimum the least of them).
+ */
+function eftReport(rs: readonly EftResult[]): JsonObject {
+  const stats = rs.map((r) => ({ ...r.stats, generated_tokens: r.ids.length }));
+  if (stats.length === 1) return stats[0] as JsonObject;
+  const total = (k: 'upstream_calls' | 'drafted_tokens' | 'accepted_tokens' | 'generated_tokens') =>
+    stats.reduce((a, x) => a + x[k], 0);
+  return {
+    ...stats[0],
+    upstream_calls: total('upstream_calls'),
+    drafted_tokens: total('drafted_tokens'),
+    accepted_tokens: total('accepted_tokens'),
+    generated_tokens: total('generated_tokens'),
+    covered_mass_mean: stats.reduce((a, x) => a + x.covered_mass_mean, 0) / stats.length,
+    covered_mass_min: Math.min(...stats.map((x) => x.covered_mass_min)),
+    choices: stats.length,
+  };
 }
 
 /** The alternatives asked for per token (chat: logprobs + top_logprobs; completions: logprobs k), or undefined. */
@@ -220,12 +248,6 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         extra: cfg.large.extra,
         outside: cfg.large.outside,
       };
-      const large: LargeModel =
-        s.kind === 'local'
-          ? new LocalLarge(s.large as CausalLM, raw)
-          : s.kind === 'completions'
-            ? new CompletionsLarge(remote, raw)
-            : new ChatLarge({ ...remote, tokenizer: tok, lookahead: cfg.large.lookahead }, messages);
       const eos = new Set([...s.experts.flatMap((e) => [...e.lm.eos]), ...s.base.eos]);
       const params: EftParams = {
         beta: opts.beta ?? cfg.beta,
@@ -234,26 +256,30 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         topP: num(body.top_p) ?? 1,
         topK: num(body.top_k) ?? 0,
         minP: num(body.min_p) ?? 0,
-        seed: num(body.seed) ?? randomInt(2 ** 31),
+        seed: num(body.seed) ?? randomInt(2 ** 31 - MAX_CHOICES),
         stop: stopList(body.stop),
         maxTokens: asked ?? Math.min(cfg.defaultMaxTokens, room),
         logprobs: logprobsAsked(body, chat),
       };
-      const decoder = new EftDecoder(
-        {
-          large,
-          experts: s.experts.map((e, i) => ({
-            track: new Track(e.lm, expertPrompts[i] as number[]),
-            weight: e.weight,
-          })),
-          base: new Track(s.base, raw),
-          tokenizer: tok,
-          eos,
-        },
-        params,
-      );
+      // Choice i is a decode of its own (its own model state and calls), seeded seed + i, as the local provider does.
+      const decoders = Array.from({ length: num(body.n) ?? 1 }, (_, i) => {
+        const large: LargeModel =
+          s.kind === 'local'
+            ? new LocalLarge(s.large as CausalLM, raw)
+            : s.kind === 'completions'
+              ? new CompletionsLarge(remote, raw)
+              : new ChatLarge({ ...remote, tokenizer: tok, lookahead: cfg.large.lookahead }, messages);
+        const experts = s.experts.map((e, j) => ({
+          track: new Track(e.lm, expertPrompts[j] as number[]),
+          weight: e.weight,
+        }));
+        return new EftDecoder(
+          { large, experts, base: new Track(s.base, raw), tokenizer: tok, eos },
+          { ...params, seed: params.seed + i },
+        );
+      });
       return {
-        decoder,
+        decoders,
         promptTokens: raw.length,
         // Completions' echo: the prompt comes back in front of the answer, as the local provider and OpenAI do.
         echoText: !chat && body.echo === true ? tok.decode(raw) : '',
@@ -275,7 +301,7 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
 
     return {
       async decode(args: DecodeArgs): Promise<DecodeResult> {
-        const { decoder, promptTokens, echoText, tok, chat, includeUsage } = decodeOnce(args);
+        const { decoders, promptTokens, echoText, tok, chat, includeUsage } = decodeOnce(args);
         const logprobs = (scores: readonly ScoredToken[] | undefined, start = 0) => {
           if (!scores) return null;
           const tokens = scores.map((t) => generatedToken(tok, t));
@@ -284,25 +310,44 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         const model = args.ctx.model;
         const id = `${chat ? 'chatcmpl' : 'cmpl'}-${randomUUID()}`;
         const created = now();
-        const usage = (r: EftResult) => ({
-          prompt_tokens: promptTokens,
-          completion_tokens: r.ids.length,
-          total_tokens: promptTokens + r.ids.length,
-        });
-        let result: EftResult | undefined;
-        const annotations = () => ({ eft: result ? { ...result.stats, generated_tokens: result.ids.length } : null });
+        const usage = (rs: readonly EftResult[]) => {
+          const completion = rs.reduce((a, r) => a + r.ids.length, 0);
+          return {
+            prompt_tokens: promptTokens,
+            completion_tokens: completion,
+            total_tokens: promptTokens + completion,
+          };
+        };
+        let results: EftResult[] | undefined;
+        const annotations = () => ({ eft: results ? eftReport(results) : null });
+        // Choices decode concurrently; one that fails stops the others.
+        const stopAll = new AbortController();
+        const stop = () => stopAll.abort(args.signal.reason);
+        args.signal.addEventListener('abort', stop, { once: true });
+        const runAll = (onText?: (index: number, delta: string, token?: ScoredToken) => void) =>
+          Promise.all(decoders.map((d, i) => d.run(stopAll.signal, onText && ((delta, t) => onText(i, delta, t)))))
+            .then((rs) => {
+              results = rs;
+              for (const r of rs) record(r);
+              return rs;
+            })
+            .catch((err: unknown) => {
+              stop();
+              throw err;
+            })
+            .finally(() => args.signal.removeEventListener('abort', stop));
         if (!args.ctx.stream) {
-          result = await decoder.run(args.signal);
-          record(result);
-          const r = result;
-          const choice = chat
-            ? {
-                index: 0,
-                message: { role: 'assistant', content: r.text, refusal: null },
-                logprobs: logprobs(r.scores),
-                finish_reason: r.finishReason,
-              }
-            : { index: 0, text: echoText + r.text, logprobs: logprobs(r.scores), finish_reason: r.finishReason };
+          const rs = await runAll();
+          const choices = rs.map((r, index) =>
+            chat
+              ? {
+                  index,
+                  message: { role: 'assistant', content: r.text, refusal: null },
+                  logprobs: logprobs(r.scores),
+                  finish_reason: r.finishReason,
+                }
+              : { index, text: echoText + r.text, logprobs: logprobs(r.scores), finish_reason: r.finishReason },
+          );
           return {
             kind: 'json',
             body: {
@@ -311,46 +356,46 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
               created,
               model,
               system_fingerprint: `tandem-eft-${route.model}`,
-              choices: [choice],
-              usage: usage(r),
+              choices,
+              usage: usage(rs),
             },
             annotations,
           };
         }
         const base = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model };
         const out = new Channel<JsonObject>();
-        const chunk = (delta: string, finish: string | null, lp: JsonObject | null = null) => ({
+        const chunk = (index: number, delta: string, finish: string | null, lp: JsonObject | null = null) => ({
           ...base,
           choices: [
             chat
-              ? { index: 0, delta: finish ? {} : { content: delta }, logprobs: lp, finish_reason: finish }
-              : { index: 0, text: delta, logprobs: lp, finish_reason: finish },
+              ? { index, delta: finish ? {} : { content: delta }, logprobs: lp, finish_reason: finish }
+              : { index, text: delta, logprobs: lp, finish_reason: finish },
           ],
         });
-        // Completions' text offsets run on across chunks, as in the whole answer.
-        let offset = 0;
+        // Completions' text offsets run on across a choice's chunks, as in the whole answer.
+        const offsets = decoders.map(() => 0);
         // The stream opens only once the first token is out, so a failure at the first step (an upstream without
         // logprobs, say) still reaches the client as a plain HTTP error rather than an error event.
         let opened: () => void = () => {};
         const first = new Promise<void>((r) => (opened = r));
-        if (chat)
-          out.push({
-            ...base,
-            choices: [{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
-          });
-        else if (echoText) out.push(chunk(echoText, null));
-        const done = decoder.run(args.signal, (delta, token) => {
-          const lp = token ? logprobs([token], offset) : null;
-          if (token) offset += tok.tokenText(token.id).length;
-          out.push(chunk(delta, null, lp));
+        for (const [index] of decoders.entries()) {
+          if (chat)
+            out.push({
+              ...base,
+              choices: [{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }],
+            });
+          else if (echoText) out.push(chunk(index, echoText, null));
+        }
+        const done = runAll((index, delta, token) => {
+          const lp = token ? logprobs([token], offsets[index]) : null;
+          if (token) offsets[index] = (offsets[index] as number) + tok.tokenText(token.id).length;
+          out.push(chunk(index, delta, null, lp));
           opened();
         });
         done.then(
-          (r) => {
-            result = r;
-            record(r);
-            out.push(chunk('', r.finishReason));
-            if (includeUsage) out.push({ ...base, choices: [], usage: usage(r) });
+          (rs) => {
+            for (const [index, r] of rs.entries()) out.push(chunk(index, '', r.finishReason));
+            if (includeUsage) out.push({ ...base, choices: [], usage: usage(rs) });
             out.end();
             opened();
           },
