@@ -576,6 +576,31 @@ describe('bad input and refused configs', () => {
     expect(codes).toEqual(['n', 'logprobs', 'context_length_exceeded']);
   });
 
+  test('penalties and logit_bias EFT does not apply are a 400 naming them; their neutral values pass', async () => {
+    for (const [param, value] of [
+      ['presence_penalty', 0.5],
+      ['frequency_penalty', -0.5],
+      ['repetition_penalty', 1.2],
+      ['logit_bias', { '17': -100 }],
+    ] as const) {
+      const err = await t.client.chat.completions
+        .create({ model: 'eft', messages, max_tokens: 2, ...({ [param]: value } as object) })
+        .catch((e: unknown) => e);
+      expect(err, param).toBeInstanceOf(APIError);
+      expect((err as APIError).param).toBe(param);
+      expect((err as APIError).code).toBe('unsupported_parameter');
+    }
+    const neutral = await t.client.chat.completions.create({
+      model: 'eft',
+      messages,
+      max_tokens: 2,
+      presence_penalty: 0,
+      frequency_penalty: 0,
+      logit_bias: {},
+    });
+    expect(neutral.choices).toHaveLength(1);
+  });
+
   test('a required tool call or guaranteed JSON is a 400; tools under tool_choice auto get a text answer', async () => {
     const tools = [{ type: 'function' as const, function: { name: 'lookup', parameters: { type: 'object' } } }];
     const refused = await Promise.all([

@@ -133,6 +133,20 @@ function unsupported(body: JsonObject, chat: boolean): void {
       },
     );
   refuseUnhonoured(body, 'An EFT route');
+  // Sampling modifiers EFT does not apply would change the answer's meaning if dropped silently (a ban by logit_bias
+  // is a hard constraint); their neutral values, which clients often send anyway, pass.
+  const modifiers: [string, boolean][] = [
+    ['presence_penalty', (num(body.presence_penalty) ?? 0) !== 0],
+    ['frequency_penalty', (num(body.frequency_penalty) ?? 0) !== 0],
+    ['repetition_penalty', (num(body.repetition_penalty) ?? 1) !== 1],
+    ['logit_bias', Object.keys((body.logit_bias as JsonObject | null | undefined) ?? {}).length > 0],
+  ];
+  for (const [param, set] of modifiers)
+    if (set)
+      throw new HttpError(400, `EFT routes do not apply ${param}; leave it out (or at its neutral value).`, {
+        param,
+        code: 'unsupported_parameter',
+      });
 }
 
 /**
