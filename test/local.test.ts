@@ -628,6 +628,33 @@ describe('bad input against the local provider', () => {
     expect(unset.choices).toHaveLength(1);
   });
 
+  test('best_of above n and a suffix are a 400 naming them, streamed or not; best_of equal to n passes', async () => {
+    for (const [extra, param] of [
+      [{ best_of: 3 }, 'best_of'],
+      [{ suffix: ' the end.' }, 'suffix'],
+    ] as const) {
+      for (const stream of [false, true]) {
+        const r = await post(`${t.url}/v1/completions`, {
+          model: 'tandem-large-base',
+          prompt: 'The lamp',
+          max_tokens: 3,
+          stream,
+          ...extra,
+        });
+        expect(r.status).toBe(400);
+        expect(r.json().error).toMatchObject({ param, code: 'unsupported_parameter' });
+      }
+    }
+    const ok = await t.client.completions.create({
+      model: 'tandem-large-base',
+      prompt: 'The lamp',
+      max_tokens: 3,
+      n: 2,
+      best_of: 2,
+    });
+    expect(ok.choices).toHaveLength(2);
+  });
+
   test('token-id prompts outside the vocabulary are a 400', async () => {
     const r = await post(`${t.url}/v1/completions`, {
       model: 'tandem-large-base',
