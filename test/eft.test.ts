@@ -576,7 +576,7 @@ describe('bad input and refused configs', () => {
     expect(codes).toEqual(['n', 'logprobs', 'context_length_exceeded']);
   });
 
-  test('penalties and logit_bias EFT does not apply are a 400 naming them; their neutral values pass', async () => {
+  test('penalties, logit_bias, best_of and suffix EFT does not apply are a 400 naming them; neutral values pass', async () => {
     for (const [param, value] of [
       ['presence_penalty', 0.5],
       ['frequency_penalty', -0.5],
@@ -587,6 +587,16 @@ describe('bad input and refused configs', () => {
         .create({ model: 'eft', messages, max_tokens: 2, ...({ [param]: value } as object) })
         .catch((e: unknown) => e);
       expect(err, param).toBeInstanceOf(APIError);
+      expect((err as APIError).param).toBe(param);
+      expect((err as APIError).code).toBe('unsupported_parameter');
+    }
+    for (const [param, value] of [
+      ['best_of', 3],
+      ['suffix', ' end'],
+    ] as const) {
+      const err = await t.client.completions
+        .create({ model: 'eft', prompt: QUESTION, max_tokens: 2, ...({ [param]: value } as object) })
+        .catch((e: unknown) => e);
       expect((err as APIError).param).toBe(param);
       expect((err as APIError).code).toBe('unsupported_parameter');
     }

@@ -36,3 +36,22 @@ export function refuseUnhonoured(body: JsonObject, who: string): void {
       { param: 'response_format', code: 'unsupported_parameter' },
     );
 }
+
+/**
+ * Legacy completions options the in-process decoders (local models, EFT) do not implement; dropping them would change
+ * what comes back (best_of picks among more samples than it returns, suffix asks for an insertion), so they are
+ * refused unless neutral. `what` names the decoder, e.g. 'local models'.
+ */
+export function refuseCompletionOptions(body: JsonObject, what: string): void {
+  const n = typeof body.n === 'number' ? body.n : 1;
+  if (typeof body.best_of === 'number' && body.best_of > n)
+    throw new HttpError(400, `best_of is not implemented for ${what}: ask for n choices instead.`, {
+      param: 'best_of',
+      code: 'unsupported_parameter',
+    });
+  if (typeof body.suffix === 'string' && body.suffix.length > 0)
+    throw new HttpError(400, `suffix (insertion) is not implemented for ${what}.`, {
+      param: 'suffix',
+      code: 'unsupported_parameter',
+    });
+}

@@ -8,7 +8,7 @@ import { TokenIndex, tokenizerFingerprint } from '../../eft/tokens.js';
 import { Track } from '../../eft/track.js';
 import { HttpError } from '../../proxy/errors.js';
 import { chatLogprobs, completionLogprobs, entryOf } from '../../proxy/logprobs.js';
-import { refuseUnhonoured } from '../../proxy/textOnly.js';
+import { refuseCompletionOptions, refuseUnhonoured } from '../../proxy/textOnly.js';
 import { Channel } from '../../proxy/upstream/channel.js';
 import type { CallOptions, Upstream } from '../../proxy/upstream/types.js';
 import type { CausalLM } from '../../slm/causalLM.js';
@@ -133,6 +133,7 @@ function unsupported(body: JsonObject, chat: boolean): void {
       },
     );
   refuseUnhonoured(body, 'An EFT route');
+  if (!chat) refuseCompletionOptions(body, 'EFT routes');
   // Sampling modifiers EFT does not apply would change the answer's meaning if dropped silently (a ban by logit_bias
   // is a hard constraint); their neutral values, which clients often send anyway, pass.
   const modifiers: [string, boolean][] = [

@@ -13,7 +13,7 @@ import {
 import type { LoadedCausal, ModelRegistry } from '../../slm/registry.js';
 import { HttpError } from '../errors.js';
 import { chatLogprobs, completionLogprobs, entryOf } from '../logprobs.js';
-import { refuseUnhonoured } from '../textOnly.js';
+import { refuseCompletionOptions, refuseUnhonoured } from '../textOnly.js';
 import { Channel } from './channel.js';
 import { ClientGoneError } from './errors.js';
 import type { CallOptions, Upstream } from './types.js';
@@ -35,23 +35,6 @@ function logitBias(v: unknown): Map<number, number> | undefined {
 function stops(v: unknown): string[] {
   if (typeof v === 'string') return [v];
   return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
-}
-
-/**
- * Legacy completions options a local model does not implement; dropping them would change what comes back (best_of
- * picks among more samples than it returns, suffix asks for an insertion), so they are refused unless neutral.
- */
-function refuseCompletionOptions(body: JsonObject): void {
-  if ((num(body.best_of) ?? 1) > (num(body.n) ?? 1))
-    throw new HttpError(400, 'best_of is not implemented for local models: ask for n choices instead.', {
-      param: 'best_of',
-      code: 'unsupported_parameter',
-    });
-  if (typeof body.suffix === 'string' && body.suffix.length > 0)
-    throw new HttpError(400, 'suffix (insertion) is not implemented for local models.', {
-      param: 'suffix',
-      code: 'unsupported_parameter',
-    });
 }
 
 const nothingToReturn = () =>
@@ -339,7 +322,7 @@ export class LocalUpstream implements Upstream {
   }
 
   async completion(body: JsonObject, call: CallOptions): Promise<JsonObject> {
-    refuseCompletionOptions(body);
+    refuseCompletionOptions(body, 'local models');
     const m = await this.load();
     const prompts = this.encodePrompts(m, body.prompt);
     const n = num(body.n) ?? 1;
@@ -425,7 +408,7 @@ export class LocalUpstream implements Upstream {
   }
 
   async completionStream(body: JsonObject, call: CallOptions): Promise<AsyncIterable<JsonObject>> {
-    refuseCompletionOptions(body);
+    refuseCompletionOptions(body, 'local models');
     const m = await this.load();
     const prompts = this.encodePrompts(m, body.prompt);
     if (prompts.length !== 1) throw new HttpError(400, 'Streaming completions take one prompt.', { param: 'prompt' });
