@@ -329,9 +329,16 @@ describe('EFT through the proxy (local large model, full logits)', () => {
       upstream_calls: sum((r) => eftOf(r).upstream_calls as number),
     });
     const s = await t.client.chat.completions.create({ ...body, n: 3, stream: true });
+    // Each choice finishes once, in its own chunk, when it is done.
     const texts = ['', '', ''];
-    for await (const c of s) for (const ch of c.choices) texts[ch.index] += ch.delta.content ?? '';
+    const finished: number[] = [];
+    for await (const c of s)
+      for (const ch of c.choices) {
+        texts[ch.index] += ch.delta.content ?? '';
+        if (ch.finish_reason) finished.push(ch.index);
+      }
     expect(texts).toEqual(many.choices.map((c) => c.message.content));
+    expect(finished.sort()).toEqual([0, 1, 2]);
   });
 
   test('completions with echo return the prompt in front of the answer, streamed or not', async () => {

@@ -339,8 +339,18 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         const stopAll = new AbortController();
         const stop = () => stopAll.abort(args.signal.reason);
         args.signal.addEventListener('abort', stop, { once: true });
-        const runAll = (onText?: (index: number, delta: string, token?: ScoredToken) => void) =>
-          Promise.all(decoders.map((d, i) => d.run(stopAll.signal, onText && ((delta, t) => onText(i, delta, t)))))
+        const runAll = (
+          onText?: (index: number, delta: string, token?: ScoredToken) => void,
+          onDone?: (index: number, r: EftResult) => void,
+        ) =>
+          Promise.all(
+            decoders.map((d, i) =>
+              d.run(stopAll.signal, onText && ((delta, t) => onText(i, delta, t))).then((r) => {
+                onDone?.(i, r);
+                return r;
+              }),
+            ),
+          )
             .then((rs) => {
               results = rs;
               for (const r of rs) record(r);
@@ -401,15 +411,18 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
             });
           else if (echoText) out.push(chunk(index, echoText, null));
         }
-        const done = runAll((index, delta, token) => {
-          const lp = token ? logprobs([token], offsets[index]) : null;
-          if (token) offsets[index] = (offsets[index] as number) + tok.tokenText(token.id).length;
-          out.push(chunk(index, delta, null, lp));
-          opened();
-        });
+        const done = runAll(
+          (index, delta, token) => {
+            const lp = token ? logprobs([token], offsets[index]) : null;
+            if (token) offsets[index] = (offsets[index] as number) + tok.tokenText(token.id).length;
+            out.push(chunk(index, delta, null, lp));
+            opened();
+          },
+          // Each choice's finishing chunk as soon as it is done, as OpenAI streams them.
+          (index, r) => out.push(chunk(index, '', r.finishReason)),
+        );
         done.then(
           (rs) => {
-            for (const [index, r] of rs.entries()) out.push(chunk(index, '', r.finishReason));
             if (includeUsage) out.push({ ...base, choices: [], usage: usage(rs) });
             out.end();
             opened();
