@@ -773,7 +773,7 @@ ${checksLine}
 
 ${threadsLine}
 
-Reproduce: \`npm run eval -- eft\` (about ${Math.round(json.seconds / 60)} minutes on this machine; \`--limit N\` runs a stratified subset, \`--dry-run\` writes nothing). Answers are not stored; the report is reports/eval-eft.json.
+Reproduce: \`npm run eval -- eft\` (about ${Math.round(json.seconds / 60)} minutes on this machine; \`--limit N\` runs a stratified subset, \`--dry-run\` writes nothing, \`--threads N\` sets each model's onnxruntime threads). Answers are not stored; the report is reports/eval-eft.json. Experiments print without publishing: \`--questions FILE\` (other questions, e.g. the knowledge probe's), \`--large-base DIR\` and \`--oracle DIR\` (another large pair; \`bash recipes/knowledge_probe.sh\` runs them).
 `;
 
   console.log(table);
