@@ -515,6 +515,18 @@ describe('bad input against the local provider', () => {
       max_tokens: 6,
     });
     expect(parts.choices[0]?.message.content).toBe(plain.choices[0]?.message.content);
+    // A refusal part in an assistant turn of the history is text, read like any other.
+    const history = await t.client.chat.completions.create({
+      model: 'tandem-chat',
+      messages: [
+        { role: 'user', content: 'Tell me a secret.' },
+        { role: 'assistant', content: [{ type: 'refusal', refusal: 'I cannot share that.' }] },
+        { role: 'user', content: 'What is a dog?' },
+      ],
+      temperature: 0,
+      max_tokens: 4,
+    });
+    expect(history.choices).toHaveLength(1);
   });
 
   test('more choices than the queue ever holds is a 400 (a 429 would be retried in vain)', async () => {

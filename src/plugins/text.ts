@@ -1,15 +1,14 @@
 import type { JsonObject } from './types.js';
 
-/** Text of a chat message's content: a string, or the text parts of a multi-part content array. */
+/** Text of a chat message's content: a string, or the text (and refusal) parts of a multi-part content array. */
 export function contentText(content: unknown): string {
   if (typeof content === 'string') return content;
   if (!Array.isArray(content)) return '';
   return content
-    .map((part) =>
-      part && typeof part === 'object' && typeof (part as JsonObject).text === 'string'
-        ? (part as JsonObject).text
-        : '',
-    )
+    .map((part) => {
+      const p = part && typeof part === 'object' ? (part as JsonObject) : {};
+      return typeof p.text === 'string' ? p.text : typeof p.refusal === 'string' ? p.refusal : '';
+    })
     .join('\n');
 }
 

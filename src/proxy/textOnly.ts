@@ -13,7 +13,8 @@ export function refuseUnhonoured(body: JsonObject, who: string): void {
   for (const [i, m] of messages.entries()) {
     if (!Array.isArray(m?.content)) continue;
     for (const [j, part] of (m.content as JsonObject[]).entries()) {
-      if (part?.type === 'text') continue;
+      // An assistant turn in the history may hold a refusal part: text too.
+      if (part?.type === 'text' || part?.type === 'refusal') continue;
       throw new HttpError(
         400,
         `${who} reads text only, so content part '${String(part?.type)}' cannot be honoured; send its text instead.`,
