@@ -448,6 +448,7 @@ describe('bad input against the local provider', () => {
     const cases = [
       { tools, tool_choice: 'required' as const },
       { tools, tool_choice: { type: 'function' as const, function: { name: 'lookup' } } },
+      { functions: [{ name: 'lookup', parameters: { type: 'object' } }], function_call: { name: 'lookup' } },
       { response_format: { type: 'json_object' as const } },
       {
         response_format: {
@@ -463,7 +464,9 @@ describe('bad input against the local provider', () => {
       expect(err).toBeInstanceOf(APIError);
       expect((err as APIError).status).toBe(400);
       expect((err as APIError).code).toBe('unsupported_parameter');
-      expect((err as APIError).param).toBe('tools' in extra ? 'tool_choice' : 'response_format');
+      expect((err as APIError).param).toBe(
+        'tools' in extra ? 'tool_choice' : 'functions' in extra ? 'function_call' : 'response_format',
+      );
       expect((err as APIError).message).toMatch(/served locally/);
     }
     const streamed = await post(`${t.url}/v1/chat/completions`, {

@@ -22,13 +22,16 @@ export function refuseUnhonoured(body: JsonObject, who: string): void {
       );
     }
   }
-  const choice = body.tool_choice;
-  if (choice === 'required' || (choice !== null && typeof choice === 'object'))
-    throw new HttpError(
-      400,
-      `${who} answers in text only: it does not call tools, so a required tool call (tool_choice) cannot be honoured.`,
-      { param: 'tool_choice', code: 'unsupported_parameter' },
-    );
+  // tool_choice, or the legacy function_call naming a function: a call the answer must make.
+  for (const param of ['tool_choice', 'function_call'] as const) {
+    const choice = body[param];
+    if (choice === 'required' || (choice !== null && typeof choice === 'object'))
+      throw new HttpError(
+        400,
+        `${who} answers in text only: it does not call tools, so a required tool call (${param}) cannot be honoured.`,
+        { param, code: 'unsupported_parameter' },
+      );
+  }
   const format = (body.response_format as JsonObject | undefined)?.type;
   if (format !== undefined && format !== 'text')
     throw new HttpError(
