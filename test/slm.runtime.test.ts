@@ -460,6 +460,40 @@ describe('prefix cache', () => {
   });
 });
 
+describe('KV budget', () => {
+  test('sequences wait until the batch fits the budget, a lone one always runs, and the output is unchanged', async () => {
+    const lm = await CausalLM.load(modelDir('tandem-small-chat'), { threads: 1 });
+    try {
+      const perToken = 2 * lm.layers * 2 * lm.kvHeads * lm.headDim * 4;
+      const opts = { maxTokens: 8, temperature: 0, ignoreEos: true };
+      const prompts = [
+        'The lamp',
+        'What is a river?',
+        'In the beginning God created',
+        'Gold',
+        'A fortune cookie says',
+      ].map((t) => lm.tokenizer.encode(t));
+      const longest = Math.max(...prompts.map((p) => p.length)) + opts.maxTokens;
+      const free = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
+      const want = await Promise.all(prompts.map((p) => free.generate(p, opts)));
+      for (const [budget, most] of [
+        [2 * longest * perToken, 2],
+        [perToken, 1],
+      ] as const) {
+        const tight = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0, kvBudgetBytes: budget });
+        const forward = vi.spyOn(lm, 'forward');
+        const got = await Promise.all(prompts.map((p) => tight.generate(p, opts)));
+        const decodeBatches = forward.mock.calls.filter((c) => c[0].ids[0]?.length === 1).map((c) => c[0].ids.length);
+        forward.mockRestore();
+        expect(Math.max(...decodeBatches)).toBe(most);
+        expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
+      }
+    } finally {
+      await lm.release();
+    }
+  });
+});
+
 describe('min-p sampling', () => {
   // Relative to the most likely token: weights 1, 0.905, 0.0067, 0.0025 at temperature 1.
   const logits = Float32Array.from([0, -0.1, -5, -6]);

@@ -67,6 +67,11 @@ const ModelSpecSchema = z.strictObject({
    * chat's next turn) is prefilled only past the shared part (0 = off).
    */
   prefixCacheMB: z.number().min(0).default(64),
+  /**
+   * Megabytes the batch's key/value cache may reach: sequences wait rather than join a batch that would outgrow it
+   * (long contexts on a large model could otherwise exhaust memory; for this family's models it never binds).
+   */
+  kvBudgetMB: z.number().positive().default(2048),
 });
 
 const ProxyKeySchema = z.union([z.string().min(8), z.strictObject({ env: z.string().min(1) })]);

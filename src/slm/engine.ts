@@ -99,6 +99,12 @@ export interface EngineOptions {
   queueLimit: number;
   /** Bytes of finished sequences' keys and values kept for prompts that start the same way (0 or unset = off). */
   prefixCacheBytes?: number;
+  /**
+   * Most bytes the batch's key/value cache may reach (unset = no limit). The cache is padded to the batch's longest
+   * sequence and each step's output is a second copy of it, so a sequence is admitted only while the batch, each
+   * sequence grown to its prompt plus max tokens, stays within the budget; one sequence is always admitted.
+   */
+  kvBudgetBytes?: number;
 }
 
 /**
@@ -291,7 +297,8 @@ export class GenerationEngine {
 
   /** Prefills waiting prompts (left-padded, in groups of similar length) and merges them into the running batch. */
   private async admit(): Promise<void> {
-    const room = this.opts.maxBatch - this.active.length;
+    const room = Math.min(this.opts.maxBatch - this.active.length, this.roomInBudget());
+    if (room <= 0) return;
     const fresh = this.waiting.splice(0, room);
     try {
       // A prompt that starts like a cached sequence is prefilled alone from where the cached part ends (a prompt
@@ -310,6 +317,29 @@ export class GenerationEngine {
       for (const s of fresh) s.reject(err as Error);
       throw err;
     }
+  }
+
+  /**
+   * How many waiting sequences, taken in order, fit the KV budget with the active ones (at least one when nothing is
+   * active). A sequence's final length is its prompt plus its max tokens, bounded by the context.
+   */
+  private roomInBudget(): number {
+    const budget = this.opts.kvBudgetBytes;
+    if (budget === undefined || !this.lm.hasCache) return this.waiting.length;
+    // Keys and values, every layer, float32; twice over: the cache fed in and the step's output.
+    const perToken = 2 * this.lm.layers * 2 * this.lm.kvHeads * this.lm.headDim * 4;
+    const finalLength = (q: Seq) => Math.min(this.lm.contextLength, q.prompt.length + q.opts.maxTokens);
+    let longest = Math.max(0, ...this.active.map(finalLength));
+    let rows = this.active.length;
+    let n = 0;
+    for (const q of this.waiting) {
+      const next = Math.max(longest, finalLength(q));
+      if ((rows + 1) * next * perToken > budget && rows > 0) break;
+      longest = next;
+      rows++;
+      n++;
+    }
+    return n;
   }
 
   /** Prefills prompts together; `from` (one prompt only) is a cached prefix of it to start after. */

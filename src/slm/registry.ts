@@ -27,7 +27,7 @@ export interface LocalModelStats {
   refused: number;
 }
 
-const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4, prefixCacheMB: 64 };
+const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4, prefixCacheMB: 64, kvBudgetMB: 2048 };
 
 /** Graphs smaller than this run on one thread unless configured (see ModelSpecSchema.threads). */
 const SMALL_GRAPH_BYTES = 8 * 1024 * 1024;
@@ -127,6 +127,7 @@ export class ModelRegistry {
           queueLimit: spec.queueLimit,
           promptLookup: spec.promptLookup,
           prefixCacheBytes: spec.prefixCacheMB * 2 ** 20,
+          kvBudgetBytes: spec.kvBudgetMB * 2 ** 20,
         }),
       }));
       const model = this.specs.has(nameOrPath) ? nameOrPath : basename(spec.path);
