@@ -132,7 +132,8 @@ const GRAPH_DATA = /^((?:onnx\/)?[^/]+\.onnx)(?:_data|\.data)(?:_\d+)?$/;
 /**
  * The files of a hub listing a model folder needs: config and tokenizer files, and one set of ONNX graphs with their
  * external data. Graphs come from onnx/ when it has any (the transformers.js layout), else from the root (an Optimum
- * export); of the variants there, fp32 is preferred, and a merged decoder makes the unmerged pair redundant.
+ * export); of the variants there, `dtype` when given, else the first of VARIANT_PREFERENCE present, and a merged
+ * decoder makes the unmerged pair redundant.
  */
 export function selectModelFiles(names: readonly string[], dtype?: string): string[] {
   const present = new Set(names);
