@@ -2,9 +2,10 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { APIError } from 'openai';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { EftDecoder } from '../src/eft/decoder.js';
 import type { LargeModel } from '../src/eft/large.js';
+import { rawChatText } from '../src/eft/prompt.js';
 import { Track } from '../src/eft/track.js';
 import { embeddedDefault } from '../src/proxy/embedded.js';
 import type { CausalLM } from '../src/slm/causalLM.js';
@@ -339,6 +340,39 @@ describe('EFT through the proxy (local large model, full logits)', () => {
       }
     expect(texts).toEqual(many.choices.map((c) => c.message.content));
     expect(finished.sort()).toEqual([0, 1, 2]);
+  });
+
+  test("a chat's next turn starts every local model from the prefix cache, and answers exactly as computed afresh", async () => {
+    const turn1 = messages;
+    const body = { model: 'eft', temperature: 0, max_tokens: 12 };
+    const r1 = await t.client.chat.completions.create({ ...body, messages: turn1 });
+    const turn2 = [
+      ...turn1,
+      { role: 'assistant' as const, content: r1.choices[0]?.message.content ?? '' },
+      { role: 'user' as const, content: 'And what does "candle" mean?' },
+    ];
+    const tok = ft.tokenizer;
+    const chat2 = tok.encode(tok.applyChatTemplate(turn2, true));
+    const raw2 = tok.encode(rawChatText(turn2));
+    // What each model is fed for the new prompt: with the cache, only the part after what turn 1 left behind.
+    const fed = new Map<CausalLM, number>();
+    const spies = [large, ft, base].map((lm) =>
+      vi.spyOn(lm, 'forward').mockImplementation(async function (this: CausalLM, input) {
+        if (!fed.has(lm)) fed.set(lm, input.ids[0]?.length ?? 0);
+        return (Object.getPrototypeOf(lm) as CausalLM).forward.call(lm, input);
+      }),
+    );
+    let r2: Awaited<ReturnType<typeof t.client.chat.completions.create>>;
+    try {
+      r2 = await t.client.chat.completions.create({ ...body, messages: turn2 });
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+    // The chat template keeps turn 1 intact in turn 2, so the fine-tuned expert starts past all of it. (The base
+    // models' raw text joins turns with a blank line, which re-tokenizes the end of turn 1: they match less.)
+    expect(fed.get(ft)).toBeLessThan(chat2.length - 16);
+    const want = tok.decode(await referenceGreedy(raw2, chat2, 12, 1));
+    expect((r2 as { choices: { message: { content: string | null } }[] }).choices[0]?.message.content).toBe(want);
   });
 
   test('completions with echo return the prompt in front of the answer, streamed or not', async () => {

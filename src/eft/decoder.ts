@@ -272,6 +272,9 @@ export class EftDecoder {
     }
     const rest = stops.finish(detok.finish());
     if (rest) onText?.(rest);
+    // The conversation's next turn starts with this prompt and answer: every local model keeps what it fed.
+    this.m.large.keep?.();
+    for (const t of [this.m.base, ...this.m.experts.map((e) => e.track)]) t.keep();
     return { ids, scores, text: stops.text, finishReason, stats: this.stats(speculative) };
   }
 

@@ -37,6 +37,8 @@ export interface LargeModel {
   next(generated: readonly number[]): Promise<LargeDist>;
   /** Distributions after generated + draft[0..i) for i = 0..draft.length (draft.length + 1 of them). */
   block(generated: readonly number[], draft: readonly number[]): Promise<LargeDist[]>;
+  /** A model in process offers what it fed to its prefix cache once the answer is done. */
+  keep?(): void;
 }
 
 /** Full logits from a model in process. */
@@ -57,6 +59,9 @@ export class LocalLarge implements LargeModel {
   async block(generated: readonly number[], draft: readonly number[]): Promise<LargeDist[]> {
     const rows = await this.track.rowsFor([...generated, ...draft]);
     return rows.slice(generated.length).map((logprobs) => ({ logprobs, covered: 1 }));
+  }
+  keep(): void {
+    this.track.keep();
   }
 }
 

@@ -1,5 +1,6 @@
 import type { CausalLM } from '../slm/causalLM.js';
 import { SequenceCursor } from '../slm/cursor.js';
+import { type PrefixCache, prefixCacheOf } from '../slm/prefixCache.js';
 
 /**
  * A local model following the generation: a fixed prompt plus the tokens generated so far, with the next-token
@@ -13,18 +14,29 @@ export class Track {
   private rows: Float32Array[] = [];
   /** Forward passes run (a block of tokens fed at once counts once). */
   passes = 0;
+  /** The model's prefix cache, shared with its engine: a prompt a chat's earlier turn began is fed only past it. */
+  private readonly prefixes: PrefixCache | undefined;
 
   constructor(
     lm: CausalLM,
     private readonly prompt: number[],
   ) {
     this.cursor = new SequenceCursor(lm);
+    this.prefixes = lm.hasCache ? prefixCacheOf(lm) : undefined;
+  }
+
+  /** Offers what was fed (the prompt and the answer so far) to the prefix cache, for the conversation's next turn. */
+  keep(): void {
+    const s = this.cursor.snapshot();
+    if (s && this.prefixes) this.prefixes.put(s.tokens, s.kv);
   }
 
   /** The rows after each prefix of `generated`, from the empty one to the whole: generated.length + 1 rows. */
   async rowsFor(generated: readonly number[]): Promise<Float32Array[]> {
     if (this.rows.length === 0) {
-      this.rows = await this.cursor.extend(this.prompt, 'last');
+      const hit = this.prefixes?.match(this.prompt);
+      if (hit) this.cursor.resume(this.prompt.slice(0, hit.length), hit.kv);
+      this.rows = await this.cursor.extend(this.prompt.slice(hit?.length ?? 0), 'last');
       this.passes++;
     }
     let common = 0;

@@ -22,6 +22,18 @@ export class SequenceCursor {
     return this.tokens.length;
   }
 
+  /** Starts an empty cursor from keys and values already computed for `tokens` (a prefix cache hit). */
+  resume(tokens: readonly number[], kv: KvCache): void {
+    if (this.tokens.length > 0 || !this.past) throw new Error('resume needs an empty cursor over a model with a cache');
+    this.tokens = [...tokens];
+    this.past = kv;
+  }
+
+  /** The tokens fed so far and their keys and values (none for a model without a cache). */
+  snapshot(): { tokens: number[]; kv: KvCache } | undefined {
+    return this.past ? { tokens: [...this.tokens], kv: this.past } : undefined;
+  }
+
   /**
    * Appends tokens and returns the next-token log-probabilities after each of them (`all`) or after the last one only.
    * Row i is the distribution of the token that follows `tokens[i]`.

@@ -99,6 +99,8 @@ export interface EngineOptions {
   queueLimit: number;
   /** Bytes of finished sequences' keys and values kept for prompts that start the same way (0 or unset = off). */
   prefixCacheBytes?: number;
+  /** A prefix cache shared with others using the same model (takes the place of prefixCacheBytes). */
+  prefixCache?: PrefixCache;
   /**
    * Most bytes the batch's key/value cache may reach (unset = no limit). The cache is padded to the batch's longest
    * sequence and each step's output is a second copy of it, so a sequence is admitted only while the batch, each
@@ -191,8 +193,10 @@ export class GenerationEngine {
     private readonly lm: CausalLM,
     private readonly opts: EngineOptions,
   ) {
-    if (lm.hasCache && (opts.prefixCacheBytes ?? 0) > 0)
-      this.prefixes = new PrefixCache(opts.prefixCacheBytes as number);
+    if (lm.hasCache)
+      this.prefixes =
+        opts.prefixCache ??
+        ((opts.prefixCacheBytes ?? 0) > 0 ? new PrefixCache(opts.prefixCacheBytes as number) : undefined);
   }
 
   /** True when a new request would be refused. */

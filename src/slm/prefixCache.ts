@@ -64,3 +64,16 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
   while (i < n && a[i] === b[i]) i++;
   return i;
 }
+
+/** The prefix cache of each loaded model, shared by its GenerationEngine and EFT's tracks over it. */
+const byModel = new WeakMap<object, PrefixCache>();
+
+/** Gives a loaded model its prefix cache (the model registry does, from the model's prefixCacheMB). */
+export function attachPrefixCache(model: object, cache: PrefixCache): void {
+  byModel.set(model, cache);
+}
+
+/** The prefix cache attached to a loaded model, if any. */
+export function prefixCacheOf(model: object): PrefixCache | undefined {
+  return byModel.get(model);
+}

@@ -7,6 +7,7 @@ import { Classifier } from './classifier.js';
 import { GenerationEngine } from './engine.js';
 import { ModelError, readModelFolder } from './folder.js';
 import { defaultModelsDir } from './hub.js';
+import { attachPrefixCache, PrefixCache } from './prefixCache.js';
 
 /** The models shipped with Tandem (models/ at the package root), found from this file in src/ or dist/. */
 export const BUILTIN_MODELS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../models');
@@ -120,16 +121,19 @@ export class ModelRegistry {
     const spec = this.spec(nameOrPath);
     let p = this.causal.get(spec.path);
     if (!p) {
-      p = CausalLM.load(spec.path, { threads: this.threads(spec), onnxFile: spec.onnxFile }).then((lm) => ({
-        lm,
-        engine: new GenerationEngine(lm, {
+      p = CausalLM.load(spec.path, { threads: this.threads(spec), onnxFile: spec.onnxFile }).then((lm) => {
+        // One prefix cache per model, shared by its engine and by EFT's tracks over it.
+        const prefixCache = spec.prefixCacheMB > 0 ? new PrefixCache(spec.prefixCacheMB * 2 ** 20) : undefined;
+        if (prefixCache) attachPrefixCache(lm, prefixCache);
+        const engine = new GenerationEngine(lm, {
           maxBatch: spec.maxBatch,
           queueLimit: spec.queueLimit,
           promptLookup: spec.promptLookup,
-          prefixCacheBytes: spec.prefixCacheMB * 2 ** 20,
+          prefixCache,
           kvBudgetBytes: spec.kvBudgetMB * 2 ** 20,
-        }),
-      }));
+        });
+        return { lm, engine };
+      });
       const model = this.specs.has(nameOrPath) ? nameOrPath : basename(spec.path);
       p.then(
         ({ engine }) => void this.loadedCausal.set(spec.path, { model, engine }),
