@@ -20,7 +20,7 @@ import { CausalLM } from '../src/slm/causalLM.js';
 import { GenerationEngine } from '../src/slm/engine.js';
 import { defaultThreads } from '../src/slm/registry.js';
 import type { ChatMessageInput } from '../src/slm/tokenizer.js';
-import { fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
+import { flagsOffDefault, fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE_BYTES = 64 * 2 ** 20;
@@ -113,9 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     rounds: positive(values.rounds, 'rounds'),
     threads: values.threads === undefined ? defaultThreads(dir) : positive(values.threads, 'threads'),
   };
-  const narrowed = (Object.keys(options) as (keyof typeof options)[]).filter(
-    (k) => k !== 'write' && values[k] !== (options[k] as { default?: unknown }).default,
-  );
+  const narrowed = flagsOffDefault(options, values, ['write']);
   const loadBefore = os.loadavg();
   console.log(
     `bench prefix: ${o.model}, ${o.conversations} conversations x ${o.turns} turns, ${o.maxTokens} new tokens per answer (greedy), ${o.rounds} rounds, ${o.threads} thread(s); loadavg ${fmtLoad(loadBefore)}`,

@@ -33,7 +33,7 @@ import { DEFAULT_THREADS_RULE, defaultThreads } from '../src/slm/registry.js';
 import { TextTokenizer } from '../src/slm/tokenizer.js';
 import { type Child, startChild } from './lib/children.js';
 import { formatProfile, reportPath, summariseProfile } from './lib/cpuprofile.js';
-import { fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
+import { flagsOffDefault, fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
 import type {
   BandwidthResult,
   BandwidthTask,
@@ -153,9 +153,7 @@ export async function run(argv: string[]): Promise<number> {
    * Flags that change what is measured, set off their defaults: such a run is not the published configuration, so
    * it writes no report unless --write says so.
    */
-  const narrowedBy = (Object.keys(options) as (keyof typeof options)[]).filter(
-    (k) => !['models', 'write', 'enforce-goals'].includes(k) && values[k] !== options[k].default,
-  );
+  const narrowedBy = flagsOffDefault(options, values, ['models', 'write', 'enforce-goals']);
   // 'auto': each model gets the intra-op threads the model registry gives it when serving (src/slm/registry.ts
   // defaultThreads), and transformers.js gets the same; a number imposes that count on every model.
   const forcedThreads = values.threads === 'auto' ? null : positive(values.threads, 'threads');

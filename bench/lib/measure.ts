@@ -9,6 +9,18 @@ export function positive(v: string | undefined, name: string): number {
   return n;
 }
 
+/**
+ * Flags (of a parseArgs options table) set off their defaults, except those in `ignore` (flags that do not change
+ * what is measured): a run with any of them is not a bench's published configuration, so it writes no report.
+ */
+export function flagsOffDefault<K extends string>(
+  options: Record<K, { readonly type: string; readonly default?: unknown }>,
+  values: Partial<Record<K, unknown>>,
+  ignore: readonly string[],
+): K[] {
+  return (Object.keys(options) as K[]).filter((k) => !ignore.includes(k) && values[k] !== options[k].default);
+}
+
 /** The median of the finite values (NaN when there are none). */
 export const median = (xs: number[]): number => {
   const v = xs.filter(Number.isFinite).sort((a, b) => a - b);
