@@ -200,7 +200,7 @@ export class GenerationEngine {
   }
 
   /** True when a new request would be refused. */
-  get full(): boolean {
+  private get full(): boolean {
     return this.waiting.length >= this.opts.queueLimit;
   }
 
@@ -227,12 +227,9 @@ export class GenerationEngine {
     if (prompt.length === 0) return Promise.reject(new Error('empty prompt'));
     try {
       this.lm.checkFits(prompt.length);
+      this.checkRoom();
     } catch (err) {
       return Promise.reject(err);
-    }
-    if (this.waiting.length >= this.opts.queueLimit) {
-      this.totals.refused++;
-      return Promise.reject(new QueueFullError(this.opts.queueLimit));
     }
     if (opts.signal?.aborted) return Promise.reject(new AbortedError());
     // A prefill would sample one token before any length check could stop it.

@@ -52,10 +52,6 @@ export class PrefixCache {
     this.entries.get(best.ids.join(','));
     return { length: bestLength, kv: truncate(best.kv, bestLength) };
   }
-
-  get size(): number {
-    return this.entries.size;
-  }
 }
 
 function commonPrefix(a: readonly number[], b: readonly number[]): number {

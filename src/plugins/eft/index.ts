@@ -336,16 +336,15 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
         let results: EftResult[] | undefined;
         const annotations = () => ({ eft: results ? eftReport(results) : null });
         // Choices decode concurrently; one that fails stops the others.
-        const stopAll = new AbortController();
-        const stop = () => stopAll.abort(args.signal.reason);
-        args.signal.addEventListener('abort', stop, { once: true });
+        const failed = new AbortController();
+        const all = AbortSignal.any([args.signal, failed.signal]);
         const runAll = (
           onText?: (index: number, delta: string, token?: ScoredToken) => void,
           onDone?: (index: number, r: EftResult) => void,
         ) =>
           Promise.all(
             decoders.map((d, i) =>
-              d.run(stopAll.signal, onText && ((delta, t) => onText(i, delta, t))).then((r) => {
+              d.run(all, onText && ((delta, t) => onText(i, delta, t))).then((r) => {
                 onDone?.(i, r);
                 return r;
               }),
@@ -357,10 +356,9 @@ export const eftPlugin: PluginDefinition<EftConfig> = {
               return rs;
             })
             .catch((err: unknown) => {
-              stop();
+              failed.abort();
               throw err;
-            })
-            .finally(() => args.signal.removeEventListener('abort', stop));
+            });
         if (!args.ctx.stream) {
           const rs = await runAll();
           const choices = rs.map((r, index) =>

@@ -37,6 +37,16 @@ function stops(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((s): s is string => typeof s === 'string' && s.length > 0) : [];
 }
 
+/** The engine's refusals as HTTP errors: a prompt past the context is the request's, a full queue is a 429. */
+function fromEngine(err: unknown, param: string): unknown {
+  if (err instanceof ContextLengthError)
+    return new HttpError(400, err.message, { param, code: 'context_length_exceeded' });
+  if (err instanceof QueueFullError)
+    return new HttpError(429, err.message, { code: 'model_busy', headers: { 'retry-after': '1' } });
+  if (err instanceof AbortedError) return new ClientGoneError();
+  return err;
+}
+
 const nothingToReturn = () =>
   new HttpError(400, 'max_tokens is 0: there is nothing to return without echo.', { param: 'max_tokens' });
 
@@ -183,13 +193,9 @@ export class LocalUpstream implements Upstream {
       throw new HttpError(400, 'The prompt is empty after tokenization.', { param, code: 'empty_prompt' });
     try {
       m.lm.checkFits(promptLen);
-    } catch (err) {
-      throw new HttpError(400, (err as Error).message, { param, code: 'context_length_exceeded' });
-    }
-    try {
       m.engine.checkRoom();
     } catch (err) {
-      throw new HttpError(429, (err as Error).message, { code: 'model_busy', headers: { 'retry-after': '1' } });
+      throw fromEngine(err, param);
     }
   }
 
@@ -219,32 +225,23 @@ export class LocalUpstream implements Upstream {
     if (prompt.length === 0)
       throw new HttpError(400, 'The prompt is empty after tokenization.', { param, code: 'empty_prompt' });
     // The choices stand or fall together: once one fails, the others are cancelled rather than decoded for nobody.
-    const all = new AbortController();
-    const stop = () => all.abort();
-    signal.addEventListener('abort', stop, { once: true });
-    if (signal.aborted) stop();
+    const failed = new AbortController();
+    const all = AbortSignal.any([signal, failed.signal]);
     try {
       return await Promise.all(
         Array.from({ length: n }, async (_, index) => {
           const result = await m.engine.generate(prompt, {
             ...opts,
             seed: opts.seed === undefined ? undefined : opts.seed + index,
-            signal: all.signal,
+            signal: all,
             onText: onText ? (d, t) => onText(index, d, t) : undefined,
           });
           return { index, text: result.text, result };
         }),
       );
     } catch (err) {
-      stop();
-      if (err instanceof ContextLengthError)
-        throw new HttpError(400, err.message, { param, code: 'context_length_exceeded' });
-      if (err instanceof QueueFullError)
-        throw new HttpError(429, err.message, { code: 'model_busy', headers: { 'retry-after': '1' } });
-      if (err instanceof AbortedError) throw new ClientGoneError();
-      throw err;
-    } finally {
-      signal.removeEventListener('abort', stop);
+      failed.abort();
+      throw fromEngine(err, param);
     }
   }
 
