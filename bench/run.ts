@@ -22,6 +22,10 @@ const suites: Record<string, { describe: string; load: () => Promise<BenchSuite>
     describe: 'prefix cache on multi-turn chat: prompt tokens prefilled and time to first token, with vs without',
     load: () => import('./prefix.js'),
   },
+  chunked: {
+    describe: 'chunked prefill: how long a long prompt stalls the streams already running, chunked vs one pass',
+    load: () => import('./chunked.js'),
+  },
   eft: {
     describe:
       'EFT decoding: tokens/s and upstream calls per token, token-by-token vs speculative, local and remote large',

@@ -494,6 +494,58 @@ describe('KV budget', () => {
   });
 });
 
+describe('chunked prefill', () => {
+  test('a long prompt is fed in chunks with decode steps of running sequences between them, and nothing changes', async () => {
+    const lm = await CausalLM.load(modelDir('tandem-large-chat'), { threads: 1 });
+    try {
+      const opts = { maxTokens: 24, temperature: 0, ignoreEos: true };
+      const running = lm.tokenizer.encode('In the beginning God created the heaven and the earth.');
+      const long = lm.tokenizer.encode(
+        'And the earth was without form, and void; and darkness was upon the face of the deep. And the Spirit of God ' +
+          'moved upon the face of the waters. And God said, Let there be light: and there was light. And God saw the ' +
+          'light, that it was good: and God divided the light from the darkness. And God called the light Day, and ' +
+          'the darkness he called Night. And the evening and the morning were the first day.',
+      );
+      const chunk = 16;
+      const chunks = Math.ceil(long.length / chunk);
+      expect(chunks).toBeGreaterThanOrEqual(4);
+      const plain = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
+      const want = [await plain.generate(running, opts), await plain.generate(long, opts)];
+
+      const chunked = new GenerationEngine(lm, {
+        maxBatch: 8,
+        queueLimit: 32,
+        promptLookup: 0,
+        prefillChunkTokens: chunk,
+      });
+      const events: string[] = [];
+      const forward = vi.spyOn(lm, 'forward');
+      const first = chunked.generate(running, { ...opts, onText: (_d, t) => t && events.push('running') });
+      // Submitted once the running sequence is decoding: its prefill must share the loop with it.
+      await new Promise<void>((resolve) => {
+        const poll = () => (events.length >= 2 ? resolve() : setImmediate(poll));
+        poll();
+      });
+      const atSubmit = events.length;
+      const second = chunked.generate(long, { ...opts, onText: (_d, t) => t && events.push('long') });
+      const got = await Promise.all([first, second]);
+      const widths = forward.mock.calls.map((c) => c[0].ids[0]?.length ?? 0);
+      forward.mockRestore();
+
+      expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
+      // The long prompt went in `chunks` passes of at most `chunk` positions ...
+      const prefills = widths.filter((w) => w > 1);
+      expect(prefills.slice(1)).toEqual([...Array(chunks - 1).fill(chunk), long.length - (chunks - 1) * chunk]);
+      // ... and the running sequence took a step between each two of them: a token per chunk boundary between the
+      // long prompt's arrival and its first token (fed in one go, at most the step already under way).
+      const during = events.slice(atSubmit, events.indexOf('long')).filter((e) => e === 'running').length;
+      expect(during).toBeGreaterThanOrEqual(chunks - 1);
+    } finally {
+      await lm.release();
+    }
+  });
+});
+
 describe('min-p sampling', () => {
   // Relative to the most likely token: weights 1, 0.905, 0.0067, 0.0025 at temperature 1.
   const logits = Float32Array.from([0, -0.1, -5, -6]);

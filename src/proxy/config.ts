@@ -45,7 +45,7 @@ const RouteSchema = z.strictObject({
   cache: z.boolean().default(true),
 });
 
-const ModelSpecSchema = z.strictObject({
+export const ModelSpecSchema = z.strictObject({
   /** A model folder in the Hugging Face Optimum ONNX layout; relative paths resolve against the config file. */
   path: z.string().min(1),
   /** Pick one graph when the folder has several (e.g. onnx/model_quantized.onnx). */
@@ -72,6 +72,13 @@ const ModelSpecSchema = z.strictObject({
    * (long contexts on a large model could otherwise exhaust memory; for this family's models it never binds).
    */
   kvBudgetMB: z.number().positive().default(2048),
+  /**
+   * Most prompt positions one prefill pass feeds. While other requests are decoding they take a step between a long
+   * prompt's passes, so its arrival holds their streams up by one chunk rather than its whole prefill; each pass
+   * also returns the event loop to the server. 256 is the family's chat models' whole context, so they never split;
+   * lower it for large models on CPU (a 256-position pass of a 0.5B model is about 250 GFLOP, seconds on two cores).
+   */
+  prefillChunkTokens: z.number().int().min(1).default(256),
 });
 
 const ProxyKeySchema = z.union([z.string().min(8), z.strictObject({ env: z.string().min(1) })]);

@@ -95,6 +95,12 @@ export interface EngineOptions {
   promptLookup: number;
   /** Most logits (floats) one prefill pass may return; longer prompts are prefilled in chunks. Default 16M (64 MB). */
   prefillLogitsBudget?: number;
+  /**
+   * Most prompt positions one prefill pass feeds (default: no limit beyond the logits budget). Running sequences take
+   * a decode step between a prompt's passes, so a long prompt holds them up by one chunk instead of its whole prefill
+   * (vLLM's chunked prefill), and no single pass keeps the event loop for long.
+   */
+  prefillChunkTokens?: number;
   /** Requests allowed to wait for a place; beyond it a request is refused (429) rather than queued forever. */
   queueLimit: number;
   /** Bytes of finished sequences' keys and values kept for prompts that start the same way (0 or unset = off). */
@@ -178,6 +184,8 @@ export class GenerationEngine {
   private active: Seq[] = [];
   private kv: KvCache | null = null;
   private mask: number[][] = [];
+  /** The prefill in progress (one chunk per turn of the loop while other sequences decode). */
+  private prefilling: AsyncGenerator<void, void, void> | null = null;
   private running = false;
   /** Prompt-lookup statistics: draft tokens proposed and kept. */
   drafted = 0;
@@ -263,14 +271,17 @@ export class GenerationEngine {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.waiting.length || this.active.length) {
+      while (this.waiting.length || this.active.length || this.prefilling) {
         this.dropCancelled();
         try {
-          if (this.waiting.length && this.active.length < this.opts.maxBatch) await this.admit();
+          if (!this.prefilling && this.waiting.length && this.active.length < this.opts.maxBatch)
+            this.prefilling = this.admit();
+          if (this.prefilling && (await this.prefilling.next()).done) this.prefilling = null;
           if (this.active.length) await this.step();
         } catch (err) {
           // A failed forward pass fails the sequences in it (admit fails its own); requests still waiting were not
           // part of it and are served next.
+          this.prefilling = null;
           for (const s of this.active) s.reject(err as Error);
           this.active = [];
           this.kv = null;
@@ -296,8 +307,11 @@ export class GenerationEngine {
     this.retain(keep);
   }
 
-  /** Prefills waiting prompts (left-padded, in groups of similar length) and merges them into the running batch. */
-  private async admit(): Promise<void> {
+  /**
+   * Prefills waiting prompts (left-padded, in groups of similar length) and merges them into the running batch. A
+   * generator: it pauses after each prefill pass that leaves more to do while other sequences are decoding.
+   */
+  private async *admit(): AsyncGenerator<void, void, void> {
     const room = Math.min(this.opts.maxBatch - this.active.length, this.roomInBudget());
     if (room <= 0) return;
     const fresh = this.waiting.splice(0, room);
@@ -307,11 +321,11 @@ export class GenerationEngine {
       const cold: Seq[] = [];
       for (const s of fresh) {
         const hit = s.opts.promptLogprobs === undefined ? this.prefixes?.match(s.prompt) : undefined;
-        if (hit) await this.prefill([s], hit);
+        if (hit) yield* this.prefill([s], hit);
         else cold.push(s);
       }
       for (const group of prefillGroups(cold.map((s) => s.prompt.length))) {
-        await this.prefill(group.map((i) => cold[i] as Seq));
+        yield* this.prefill(group.map((i) => cold[i] as Seq));
       }
     } catch (err) {
       // Not yet in the batch, so the loop's clean-up would not see them: fail them here (settling twice is harmless).
@@ -344,7 +358,7 @@ export class GenerationEngine {
   }
 
   /** Prefills prompts together; `from` (one prompt only) is a cached prefix of it to start after. */
-  private async prefill(fresh: Seq[], from?: { length: number; kv: KvCache }): Promise<void> {
+  private async *prefill(fresh: Seq[], from?: { length: number; kv: KvCache }): AsyncGenerator<void, void, void> {
     const offset = from?.length ?? 0;
     for (const s of fresh) this.totals.promptTokens += s.prompt.length - offset;
     this.totals.cachedPromptTokens += offset;
@@ -356,7 +370,13 @@ export class GenerationEngine {
     // gigabytes, so prompts are fed in chunks that keep them within a budget, the cache carrying over.
     const vocab = this.lm.folder.config.vocab_size ?? this.lm.tokenizer.vocabSize;
     const chunk = this.lm.hasCache
-      ? Math.max(1, Math.floor((this.opts.prefillLogitsBudget ?? DEFAULT_LOGITS_BUDGET) / (fresh.length * vocab)))
+      ? Math.max(
+          1,
+          Math.min(
+            Math.floor((this.opts.prefillLogitsBudget ?? DEFAULT_LOGITS_BUDGET) / (fresh.length * vocab)),
+            this.opts.prefillChunkTokens ?? Number.POSITIVE_INFINITY,
+          ),
+        )
       : len;
     let past = from?.kv ?? (this.lm.hasCache ? this.lm.emptyCache(fresh.length) : null);
     let out: Awaited<ReturnType<CausalLM['forward']>> | undefined;
@@ -373,6 +393,8 @@ export class GenerationEngine {
       last = end - start;
       for (const [b, s] of fresh.entries())
         if (s.opts.promptLogprobs !== undefined) this.scorePrompt(s, out, b, start, end, len);
+      // Let the running sequences take a step before the next chunk (with nothing running, go straight on).
+      if (end < len && this.active.length) yield;
     }
     if (!out) return;
     for (const [b, s] of fresh.entries()) this.accept(s, row(out, b * last + last - 1));

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ModelSpec } from '../proxy/config.js';
+import { type ModelSpec, ModelSpecSchema } from '../proxy/config.js';
 import { CausalLM } from './causalLM.js';
 import { Classifier } from './classifier.js';
 import { GenerationEngine } from './engine.js';
@@ -28,7 +28,8 @@ export interface LocalModelStats {
   refused: number;
 }
 
-const DEFAULTS = { maxBatch: 8, queueLimit: 64, promptLookup: 4, prefixCacheMB: 64, kvBudgetMB: 2048 };
+/** The config's defaults, for models not named in it (shipped ones, paths). */
+const { path: _, ...DEFAULTS } = ModelSpecSchema.parse({ path: '.' });
 
 /** Graphs smaller than this run on one thread unless configured (see ModelSpecSchema.threads). */
 const SMALL_GRAPH_BYTES = 8 * 1024 * 1024;
@@ -131,6 +132,7 @@ export class ModelRegistry {
           promptLookup: spec.promptLookup,
           prefixCache,
           kvBudgetBytes: spec.kvBudgetMB * 2 ** 20,
+          prefillChunkTokens: spec.prefillChunkTokens,
         });
         return { lm, engine };
       });
