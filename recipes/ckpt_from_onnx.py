@@ -32,6 +32,12 @@ def state_from_onnx(path):
     arrays = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     state = {k: v for k, v in arrays.items() if k.startswith("model.")}
     for node in g.node:
+        # torch.onnx.export keeps one copy of identical initializers (untrained norm weights are all ones) and gives
+        # the others back by Identity nodes named after the module path (m.model.norm.weight under a wrapper).
+        if node.op_type == "Identity" and node.input[0] in arrays:
+            name = node.output[0][node.output[0].find("model."):]
+            if name.startswith("model."):
+                state.setdefault(name, arrays[node.input[0]])
         m = SCOPE.match(node.name)
         if node.op_type != "MatMul" or not m:
             continue

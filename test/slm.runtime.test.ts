@@ -342,6 +342,64 @@ describe('a decoder exported without a KV cache', () => {
   });
 });
 
+describe("Optimum's merged decoder (decoder_model_merged.onnx, use_cache_branch)", () => {
+  test('its no-past branch matches PyTorch, its with-past branch the same weights without a cache', async () => {
+    const dir = join('test', 'fixtures', 'tiny-merged');
+    const par = JSON.parse(readFileSync(join(dir, 'parity.json'), 'utf8')) as {
+      tolerance: number;
+      prompt_ids: number[];
+      last_logits: number[];
+      greedy_new_ids: number[];
+    };
+    const merged = await CausalLM.load(dir, { threads: 1 });
+    // The same weights exported without a cache (recipes/export_merged.py rebuilt them from it).
+    const plain = await CausalLM.load(join('test', 'fixtures', 'tiny-nocache'), { threads: 1 });
+    try {
+      expect(readModelFolder(dir).onnxPath.endsWith('decoder_model_merged.onnx')).toBe(true);
+      expect(merged.hasCache).toBe(true);
+      const ids = par.prompt_ids;
+      // Prompt with an empty cache: use_cache_branch false, the branch that ignores the past passed in.
+      const first = await merged.forward({
+        ids: [ids],
+        mask: [ids.map(() => 1)],
+        positions: [ids.map((_, i) => i)],
+        past: merged.emptyCache(1),
+      });
+      const V = first.vocab;
+      expect(maxDiff(first.logits.subarray((ids.length - 1) * V, ids.length * V), par.last_logits)).toBeLessThan(
+        par.tolerance,
+      );
+      // Steps on top of the cache: use_cache_branch true; each equals the no-cache graph run on the whole sequence.
+      let past = first.present;
+      const seq = [...ids];
+      for (const next of [7, 300, 2048]) {
+        const step = await merged.forward({
+          ids: [[next]],
+          mask: [[...seq, next].map(() => 1)],
+          positions: [[seq.length]],
+          past,
+        });
+        seq.push(next);
+        const full = await plain.forward({
+          ids: [seq],
+          mask: [seq.map(() => 1)],
+          positions: [seq.map((_, i) => i)],
+          past: null,
+        });
+        expect(maxDiff(step.logits, Array.from(full.logits.subarray((seq.length - 1) * V)))).toBeLessThan(1e-4);
+        past = step.present;
+      }
+      const engine = new GenerationEngine(merged, { maxBatch: 4, queueLimit: 8, promptLookup: 0 });
+      const want = par.greedy_new_ids.filter((id) => !merged.eos.has(id));
+      const got = await engine.generate(ids, { maxTokens: want.length, temperature: 0 });
+      expect(got.tokens.map((t) => t.id)).toEqual(want);
+    } finally {
+      await merged.release();
+      await plain.release();
+    }
+  });
+});
+
 describe('classifier', () => {
   let c: Classifier;
   beforeAll(async () => {
