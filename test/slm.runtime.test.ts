@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { warp } from '../src/eft/distribution.js';
+import { ModelSpecSchema } from '../src/proxy/config.js';
 import { CausalLM, ContextLengthError } from '../src/slm/causalLM.js';
 import { Classifier } from '../src/slm/classifier.js';
 import { Detokenizer } from '../src/slm/detokenizer.js';
@@ -817,5 +818,26 @@ describe('refusing bad model folders', () => {
     expect(a.lm).toBe(b.lm);
     expect(() => reg.spec('no-such-model')).toThrow(UnknownModelError);
     await reg.close();
+  });
+
+  test("a configured model's engine settings reach its engine (prefillChunkTokens here)", async () => {
+    const spec = ModelSpecSchema.parse({ path: modelDir('tandem-small-chat'), prefillChunkTokens: 8 });
+    const reg = new ModelRegistry({ chunky: spec });
+    try {
+      const { lm, engine } = await reg.causalLM('chunky');
+      const prompt = lm.tokenizer.encode(
+        'In the beginning God created the heaven and the earth. And the earth was without form, and void.',
+      );
+      const forward = vi.spyOn(lm, 'forward');
+      await engine.generate(prompt, { maxTokens: 2, temperature: 0, ignoreEos: true });
+      const widths = forward.mock.calls.map((c) => c[0].ids[0]?.length ?? 0);
+      forward.mockRestore();
+      const passes = Math.ceil(prompt.length / 8);
+      expect(passes).toBeGreaterThanOrEqual(3);
+      // The prompt's passes come first (nothing else runs), then one decode step.
+      expect(widths).toEqual([...Array(passes - 1).fill(8), prompt.length - 8 * (passes - 1), 1]);
+    } finally {
+      await reg.close();
+    }
   });
 });
