@@ -554,54 +554,105 @@ describe('KV budget', () => {
 });
 
 describe('chunked prefill', () => {
+  let lm: CausalLM;
+  let running: number[];
+  let long: number[];
+  beforeAll(async () => {
+    lm = await CausalLM.load(modelDir('tandem-large-chat'), { threads: 1 });
+    running = lm.tokenizer.encode('In the beginning God created the heaven and the earth.');
+    long = lm.tokenizer.encode(
+      'And the earth was without form, and void; and darkness was upon the face of the deep. And the Spirit of God ' +
+        'moved upon the face of the waters. And God said, Let there be light: and there was light. And God saw the ' +
+        'light, that it was good: and God divided the light from the darkness. And God called the light Day, and ' +
+        'the darkness he called Night. And the evening and the morning were the first day.',
+    );
+  });
+  afterAll(() => lm.release());
+
   test('a long prompt is fed in chunks with decode steps of running sequences between them, and nothing changes', async () => {
-    const lm = await CausalLM.load(modelDir('tandem-large-chat'), { threads: 1 });
-    try {
-      const opts = { maxTokens: 24, temperature: 0, ignoreEos: true };
-      const running = lm.tokenizer.encode('In the beginning God created the heaven and the earth.');
-      const long = lm.tokenizer.encode(
-        'And the earth was without form, and void; and darkness was upon the face of the deep. And the Spirit of God ' +
-          'moved upon the face of the waters. And God said, Let there be light: and there was light. And God saw the ' +
-          'light, that it was good: and God divided the light from the darkness. And God called the light Day, and ' +
-          'the darkness he called Night. And the evening and the morning were the first day.',
-      );
-      const chunk = 16;
-      const chunks = Math.ceil(long.length / chunk);
-      expect(chunks).toBeGreaterThanOrEqual(4);
-      const plain = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
-      const want = [await plain.generate(running, opts), await plain.generate(long, opts)];
+    const opts = { maxTokens: 24, temperature: 0, ignoreEos: true };
+    const chunk = 16;
+    const chunks = Math.ceil(long.length / chunk);
+    expect(chunks).toBeGreaterThanOrEqual(4);
+    const plain = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
+    const want = [await plain.generate(running, opts), await plain.generate(long, opts)];
 
-      const chunked = new GenerationEngine(lm, {
-        maxBatch: 8,
-        queueLimit: 32,
-        promptLookup: 0,
-        prefillChunkTokens: chunk,
-      });
-      const events: string[] = [];
-      const forward = vi.spyOn(lm, 'forward');
-      const first = chunked.generate(running, { ...opts, onText: (_d, t) => t && events.push('running') });
-      // Submitted once the running sequence is decoding: its prefill must share the loop with it.
-      await new Promise<void>((resolve) => {
-        const poll = () => (events.length >= 2 ? resolve() : setImmediate(poll));
-        poll();
-      });
-      const atSubmit = events.length;
-      const second = chunked.generate(long, { ...opts, onText: (_d, t) => t && events.push('long') });
-      const got = await Promise.all([first, second]);
-      const widths = forward.mock.calls.map((c) => c[0].ids[0]?.length ?? 0);
-      forward.mockRestore();
+    const chunked = new GenerationEngine(lm, {
+      maxBatch: 8,
+      queueLimit: 32,
+      promptLookup: 0,
+      prefillChunkTokens: chunk,
+    });
+    const events: string[] = [];
+    const forward = vi.spyOn(lm, 'forward');
+    const first = chunked.generate(running, { ...opts, onText: (_d, t) => t && events.push('running') });
+    // Submitted once the running sequence is decoding: its prefill must share the loop with it.
+    await new Promise<void>((resolve) => {
+      const poll = () => (events.length >= 2 ? resolve() : setImmediate(poll));
+      poll();
+    });
+    const atSubmit = events.length;
+    const second = chunked.generate(long, { ...opts, onText: (_d, t) => t && events.push('long') });
+    const got = await Promise.all([first, second]);
+    const widths = forward.mock.calls.map((c) => c[0].ids[0]?.length ?? 0);
+    forward.mockRestore();
 
-      expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
-      // The long prompt went in `chunks` passes of at most `chunk` positions ...
-      const prefills = widths.filter((w) => w > 1);
-      expect(prefills.slice(1)).toEqual([...Array(chunks - 1).fill(chunk), long.length - (chunks - 1) * chunk]);
-      // ... and the running sequence took a step between each two of them: a token per chunk boundary between the
-      // long prompt's arrival and its first token (fed in one go, at most the step already under way).
-      const during = events.slice(atSubmit, events.indexOf('long')).filter((e) => e === 'running').length;
-      expect(during).toBeGreaterThanOrEqual(chunks - 1);
-    } finally {
-      await lm.release();
-    }
+    expect(got.map((r) => r.tokens.map((t) => t.id))).toEqual(want.map((r) => r.tokens.map((t) => t.id)));
+    // The long prompt went in `chunks` passes of at most `chunk` positions ...
+    const prefills = widths.filter((w) => w > 1);
+    expect(prefills.slice(1)).toEqual([...Array(chunks - 1).fill(chunk), long.length - (chunks - 1) * chunk]);
+    // ... and the running sequence took a step between each two of them: a token per chunk boundary between the
+    // long prompt's arrival and its first token (fed in one go, at most the step already under way).
+    const during = events.slice(atSubmit, events.indexOf('long')).filter((e) => e === 'running').length;
+    expect(during).toBeGreaterThanOrEqual(chunks - 1);
+  });
+
+  test('a prompt paused between chunks counts as active, and survives a failed decode step of the others', async () => {
+    const opts = { maxTokens: 12, temperature: 0, ignoreEos: true };
+    const want = await new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 }).generate(long, opts);
+    const engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0, prefillChunkTokens: 8 });
+    let submitted = false;
+    let longChunks = 0;
+    let ran = 0;
+    const loads: number[] = [];
+    // Long enough to be still running through the long prompt's chunks, until its step fails.
+    const first = engine.generate(running, {
+      ...opts,
+      maxTokens: 200,
+      onText: (_d, t) => {
+        if (!t) return;
+        ran++;
+        if (longChunks > 0) loads.push(engine.load.active);
+      },
+    });
+    await new Promise<void>((resolve) => {
+      const poll = () => (ran >= 2 ? resolve() : setImmediate(poll));
+      poll();
+    });
+    // The first decode step after the long prompt's second chunk fails (one pass, once).
+    const real = lm.forward.bind(lm);
+    let failed = false;
+    const forward = vi.spyOn(lm, 'forward').mockImplementation(async (input) => {
+      const width = input.ids[0]?.length ?? 0;
+      if (submitted && width > 1) longChunks++;
+      else if (longChunks >= 2 && !failed) {
+        failed = true;
+        throw new Error('decode step failed');
+      }
+      return real(input);
+    });
+    submitted = true;
+    const second = engine.generate(long, opts);
+    const [a, b] = await Promise.allSettled([first, second]);
+    forward.mockRestore();
+    // Between the long prompt's chunks the running sequence stepped, and the engine counted both as active.
+    expect(loads.length).toBeGreaterThan(0);
+    expect(loads.every((n) => n === 2)).toBe(true);
+    // Its failed step failed it; the paused prefill, not in that pass, went on to the same answer as alone.
+    expect(failed).toBe(true);
+    expect(a.status === 'rejected' && String(a.reason)).toBe('Error: decode step failed');
+    expect(longChunks).toBe(Math.ceil(long.length / 8));
+    expect(b.status === 'fulfilled' && b.value.tokens.map((t) => t.id)).toEqual(want.tokens.map((t) => t.id));
   });
 });
 

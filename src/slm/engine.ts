@@ -186,6 +186,8 @@ export class GenerationEngine {
   private mask: number[][] = [];
   /** The prefill in progress (one chunk per turn of the loop while other sequences decode). */
   private prefilling: AsyncGenerator<void, void, void> | null = null;
+  /** Sequences taken from the queue by that prefill and not yet in the batch (they count as active). */
+  private admitting = 0;
   private running = false;
   /** Prompt-lookup statistics: draft tokens proposed and kept. */
   drafted = 0;
@@ -228,7 +230,7 @@ export class GenerationEngine {
   }
 
   get load(): { active: number; waiting: number } {
-    return { active: this.active.length, waiting: this.waiting.length };
+    return { active: this.active.length + this.admitting, waiting: this.waiting.length };
   }
 
   generate(prompt: number[], opts: GenerateOptions): Promise<GenerateResult> {
@@ -276,12 +278,11 @@ export class GenerationEngine {
         try {
           if (!this.prefilling && this.waiting.length && this.active.length < this.opts.maxBatch)
             this.prefilling = this.admit();
-          if (this.prefilling && (await this.prefilling.next()).done) this.prefilling = null;
+          if (this.prefilling) await this.prefillChunk(this.prefilling);
           if (this.active.length) await this.step();
         } catch (err) {
           // A failed forward pass fails the sequences in it (admit fails its own); requests still waiting were not
-          // part of it and are served next.
-          this.prefilling = null;
+          // part of it and are served next, and a prefill paused between chunks (its cache its own) goes on.
           for (const s of this.active) s.reject(err as Error);
           this.active = [];
           this.kv = null;
@@ -290,6 +291,16 @@ export class GenerationEngine {
       }
     } finally {
       this.running = false;
+    }
+  }
+
+  /** Advances the prefill in progress by one pass; it is over once it finishes or fails (failing its sequences). */
+  private async prefillChunk(prefill: AsyncGenerator<void, void, void>): Promise<void> {
+    try {
+      if ((await prefill.next()).done) this.prefilling = null;
+    } catch (err) {
+      this.prefilling = null;
+      throw err;
     }
   }
 
@@ -315,6 +326,7 @@ export class GenerationEngine {
     const room = Math.min(this.opts.maxBatch - this.active.length, this.roomInBudget());
     if (room <= 0) return;
     const fresh = this.waiting.splice(0, room);
+    this.admitting = fresh.length;
     try {
       // A prompt that starts like a cached sequence is prefilled alone from where the cached part ends (a prompt
       // asking for its own scores needs every position's logits, so it always starts from scratch).
@@ -331,6 +343,8 @@ export class GenerationEngine {
       // Not yet in the batch, so the loop's clean-up would not see them: fail them here (settling twice is harmless).
       for (const s of fresh) s.reject(err as Error);
       throw err;
+    } finally {
+      this.admitting = 0;
     }
   }
 
@@ -410,6 +424,7 @@ export class GenerationEngine {
       }
     }
     this.active.push(...fresh);
+    this.admitting -= fresh.length;
     this.finishDone();
   }
 
