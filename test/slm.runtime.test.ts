@@ -654,6 +654,32 @@ describe('chunked prefill', () => {
     expect(longChunks).toBe(Math.ceil(long.length / 8));
     expect(b.status === 'fulfilled' && b.value.tokens.map((t) => t.id)).toEqual(want.tokens.map((t) => t.id));
   });
+  test('a prompt whose client goes away between chunks is fed no further', async () => {
+    const opts = { maxTokens: 12, temperature: 0, ignoreEos: true };
+    const engine = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0, prefillChunkTokens: 8 });
+    let ran = 0;
+    const first = engine.generate(running, { ...opts, maxTokens: 60, onText: (_d, t) => t && ran++ });
+    await new Promise<void>((resolve) => {
+      const poll = () => (ran >= 2 ? resolve() : setImmediate(poll));
+      poll();
+    });
+    const client = new AbortController();
+    const real = lm.forward.bind(lm);
+    let chunks = 0;
+    const forward = vi.spyOn(lm, 'forward').mockImplementation(async (input) => {
+      const out = await real(input);
+      if ((input.ids[0]?.length ?? 0) > 1 && ++chunks === 2) client.abort();
+      return out;
+    });
+    const second = engine.generate(long, { ...opts, signal: client.signal });
+    const [a, b] = await Promise.allSettled([first, second]);
+    forward.mockRestore();
+    expect(Math.ceil(long.length / 8)).toBeGreaterThan(4);
+    expect(b.status === 'rejected' && b.reason).toBeInstanceOf(AbortedError);
+    expect(chunks).toBe(2);
+    expect(a.status === 'fulfilled' && a.value.tokens.length).toBe(60);
+    expect(engine.load).toEqual({ active: 0, waiting: 0 });
+  });
 });
 
 describe('min-p sampling', () => {
