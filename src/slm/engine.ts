@@ -407,14 +407,15 @@ export class GenerationEngine {
       last = end - start;
       for (const [b, s] of fresh.entries())
         if (s.opts.promptLogprobs !== undefined) this.scorePrompt(s, out, b, start, end, len);
-      if (end < len && fresh.every((s) => s.opts.signal?.aborted)) {
+      if (end === len) break;
+      if (fresh.every((s) => s.opts.signal?.aborted)) {
         // Every client of this prefill has gone: stop feeding it (a long prompt on a large model is seconds).
         for (const s of fresh) s.reject(new AbortedError());
         this.admitting -= fresh.length;
         return;
       }
       // Let the running sequences take a step before the next chunk (with nothing running, go straight on).
-      if (end < len && this.active.length) yield;
+      if (this.active.length) yield;
     }
     if (!out) return;
     for (const [b, s] of fresh.entries()) this.accept(s, row(out, b * last + last - 1));
