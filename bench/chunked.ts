@@ -17,8 +17,8 @@ import { parseArgs } from 'node:util';
 import { CausalLM } from '../src/slm/causalLM.js';
 import { GenerationEngine } from '../src/slm/engine.js';
 import { defaultThreads } from '../src/slm/registry.js';
-import { flagsOffDefault, fmt, fmtLoad, median, positive } from './lib/measure.js';
-import { localRunHeader, publishUnlessNarrowed, writeBenchReports } from './lib/reports.js';
+import { alternating, flagsOffDefault, fmt, fmtLoad, median, positive } from './lib/measure.js';
+import { finishRun, localRunHeader, machineFields, writeBenchReports } from './lib/reports.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNNING_TOKENS = 64;
@@ -121,16 +121,11 @@ export async function run(argv: string[]): Promise<number> {
     console.log(
       `bench chunked: ${o.model}, ${o.running} running greedy streams of ${RUNNING_TOKENS} tokens, then a ${long.length}-token prompt; chunks of ${o.chunk} vs one pass, ${o.rounds} rounds, ${o.threads} thread(s); loadavg ${fmtLoad(loadBefore)}`,
     );
-    // Warm-up, both modes, not counted.
-    await runRound(lm, o.chunk, o, long);
-    await runRound(lm, undefined, o, long);
-    const chunked: Round[] = [];
-    const whole: Round[] = [];
-    for (let r = 0; r < o.rounds; r++) {
-      // Alternating order, so drift in the machine's load falls on both.
-      for (const c of r % 2 ? [false, true] : [true, false])
-        (c ? chunked : whole).push(await runRound(lm, c ? o.chunk : undefined, o, long));
-    }
+    const { a: chunked, b: whole } = await alternating(
+      o.rounds,
+      () => runRound(lm, o.chunk, o, long),
+      () => runRound(lm, undefined, o, long),
+    );
     const same = chunked.every((r, i) => r.answers.join('\u0000') === whole[i]?.answers.join('\u0000'));
     const summary = (rs: Round[]) => ({
       stall_ms_median: median(rs.map((r) => r.stallMs)),
@@ -145,10 +140,7 @@ export async function run(argv: string[]): Promise<number> {
       running_streams: o.running,
       rounds: o.rounds,
       threads: o.threads,
-      node: process.version,
-      cpus: os.cpus().length,
-      loadavg_before: loadBefore,
-      loadavg_after: os.loadavg(),
+      ...machineFields(loadBefore),
       answers_identical: same,
       chunked: s.chunked,
       one_pass: s.whole,
@@ -160,8 +152,7 @@ export async function run(argv: string[]): Promise<number> {
       `the long prompt's own time to first token, median: ${fmt(s.whole.long_ttft_ms_median, 2)} ms in one pass, ${fmt(s.chunked.long_ttft_ms_median, 2)} ms chunked -> x${fmt(json.long_ttft_ratio, 2)} (its price)`,
       `answers identical chunked and in one pass: ${same ? 'yes' : 'NO'}`,
     ];
-    console.log(lines.join('\n'));
-    publishUnlessNarrowed(narrowed, values.write, () => writeReports(json, lines));
+    finishRun(lines, narrowed, values.write, () => writeReports(json, lines));
     return same ? 0 : 1;
   } finally {
     await lm.release();

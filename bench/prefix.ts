@@ -19,8 +19,8 @@ import { CausalLM } from '../src/slm/causalLM.js';
 import { GenerationEngine } from '../src/slm/engine.js';
 import { defaultThreads } from '../src/slm/registry.js';
 import type { ChatMessageInput } from '../src/slm/tokenizer.js';
-import { flagsOffDefault, fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
-import { localRunHeader, publishUnlessNarrowed, writeBenchReports } from './lib/reports.js';
+import { alternating, flagsOffDefault, fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
+import { finishRun, localRunHeader, machineFields, writeBenchReports } from './lib/reports.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE_BYTES = 64 * 2 ** 20;
@@ -120,16 +120,11 @@ export async function run(argv: string[]): Promise<number> {
   );
   const lm = await CausalLM.load(dir, { threads: o.threads });
   try {
-    // Warm-up, both modes, not counted.
-    await runRound(lm, true, o);
-    await runRound(lm, false, o);
-    const on: ModeRound[] = [];
-    const off: ModeRound[] = [];
-    for (let r = 0; r < o.rounds; r++) {
-      // Alternating order, so drift in the machine's load falls on both.
-      for (const cached of r % 2 ? [false, true] : [true, false])
-        (cached ? on : off).push(await runRound(lm, cached, o));
-    }
+    const { a: on, b: off } = await alternating(
+      o.rounds,
+      () => runRound(lm, true, o),
+      () => runRound(lm, false, o),
+    );
     const same = on.every((r, i) => r.answers.join('\u0000') === off[i]?.answers.join('\u0000'));
     const summary = (rs: ModeRound[]) => ({
       prompt_tokens_prefilled: median(rs.map((r) => r.prefilled)),
@@ -148,10 +143,7 @@ export async function run(argv: string[]): Promise<number> {
       rounds: o.rounds,
       threads: o.threads,
       prefix_cache_bytes: CACHE_BYTES,
-      node: process.version,
-      cpus: os.cpus().length,
-      loadavg_before: loadBefore,
-      loadavg_after: os.loadavg(),
+      ...machineFields(loadBefore),
       answers_identical: same,
       cache_on: s.on,
       cache_off: s.off,
@@ -165,8 +157,7 @@ export async function run(argv: string[]): Promise<number> {
       `wall time per round, median: ${fmt(s.off.round_ms_median, 1)} ms without, ${fmt(s.on.round_ms_median, 1)} ms with -> x${fmt(json.round_time_ratio, 2)}`,
       `answers identical with and without the cache: ${same ? 'yes' : 'NO'}`,
     ];
-    console.log(lines.join('\n'));
-    publishUnlessNarrowed(narrowed, values.write, () => writeReports(json, lines));
+    finishRun(lines, narrowed, values.write, () => writeReports(json, lines));
     return same ? 0 : 1;
   } finally {
     await lm.release();

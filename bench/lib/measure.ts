@@ -31,6 +31,24 @@ export const median = (xs: number[]): number => {
 
 export const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
+/**
+ * A warm-up run of each side (not kept), then `rounds` rounds of both, in alternating order (`a` first in even
+ * rounds), so that drift in the machine's load falls on both alike.
+ */
+export async function alternating<T>(
+  rounds: number,
+  a: () => Promise<T>,
+  b: () => Promise<T>,
+): Promise<{ a: T[]; b: T[] }> {
+  await a();
+  await b();
+  const out: { a: T[]; b: T[] } = { a: [], b: [] };
+  for (let r = 0; r < rounds; r++)
+    for (const side of r % 2 ? (['b', 'a'] as const) : (['a', 'b'] as const))
+      out[side].push(await (side === 'a' ? a : b)());
+  return out;
+}
+
 export const fmt = (n: number, d: number) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 export const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
