@@ -517,6 +517,40 @@ describe('prefix cache', () => {
     expect(warm.totals.cachedPromptTokens).toBe(reused);
     expect(scored.promptScores).toHaveLength((next[0]?.length ?? 0) - 1);
   });
+
+  test("a scored prompt that extends a scored one starts from that one's cache and scores it as from scratch", async () => {
+    const cold = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0 });
+    const warm = new GenerationEngine(lm, { maxBatch: 8, queueLimit: 32, promptLookup: 0, prefixCacheBytes: 2 ** 24 });
+    const enc = (t: string) => lm.tokenizer.encode(t);
+    // A scoring client's calls, as speculative EFT sends them to a remote large model: each one the last one plus a
+    // few more tokens, echoed with logprobs.
+    const first = enc(
+      'In the beginning God created the heaven and the earth. And the earth was without form, and void',
+    );
+    const second = [...first, ...enc(', and darkness was upon the face of the deep.')];
+    const opts = (k: number) => ({ maxTokens: 1, temperature: 0, promptLogprobs: k });
+    await warm.generate(first, opts(5));
+    expect(warm.totals.cachedPromptTokens).toBe(0);
+    const got = await warm.generate(second, opts(3));
+    // Every position but the last of the first prompt came from the cache: the last one predicts the first new token.
+    expect(warm.totals.cachedPromptTokens).toBe(first.length - 1);
+    const want = await cold.generate(second, opts(3));
+    expect(got.tokens.map((t) => t.id)).toEqual(want.tokens.map((t) => t.id));
+    const rows = got.promptScores ?? [];
+    expect(rows).toHaveLength(second.length - 1);
+    rows.forEach((r, i) => {
+      const w = want.promptScores?.[i];
+      expect(Math.abs(r.logprob - (w?.logprob ?? Number.NaN))).toBeLessThan(1e-4);
+      expect(r.top.map((t) => t.id)).toEqual(w?.top.map((t) => t.id));
+      for (const [j, t] of r.top.entries())
+        expect(Math.abs(t.logprob - (w?.top[j]?.logprob ?? Number.NaN))).toBeLessThan(1e-4);
+    });
+    // Scores kept with fewer alternatives than asked for cannot serve: that request is prefilled from scratch.
+    const before = warm.totals.cachedPromptTokens;
+    const wider = await warm.generate(second, opts(8));
+    expect(warm.totals.cachedPromptTokens).toBe(before);
+    expect(wider.promptScores?.[0]?.top).toHaveLength(8);
+  });
 });
 
 describe('KV budget', () => {

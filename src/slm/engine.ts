@@ -2,7 +2,7 @@ import type { CausalLM } from './causalLM.js';
 import { Detokenizer } from './detokenizer.js';
 import { concatRows, type KvCache, resizeLeft, selectRows, truncate } from './kv.js';
 import { promptLookup } from './lookup.js';
-import { PrefixCache } from './prefixCache.js';
+import { PrefixCache, type TokenScore } from './prefixCache.js';
 import { logSoftmax, logSumExp, rng, type SamplingParams, sample, topK } from './sampling.js';
 import { StopMatcher } from './stop.js';
 
@@ -45,10 +45,8 @@ export interface GeneratedToken {
   top: { id: number; text: string; bytes: number[]; logprob: number }[];
 }
 
-export interface PromptTokenScore {
-  logprob: number;
-  top: { id: number; logprob: number }[];
-}
+/** A prompt token's log-probability and its k most likely alternatives (the prefix cache keeps them too). */
+export type PromptTokenScore = TokenScore;
 
 export interface GenerateResult {
   text: string;
@@ -328,13 +326,16 @@ export class GenerationEngine {
     const fresh = this.waiting.splice(0, room);
     this.admitting = fresh.length;
     try {
-      // A prompt that starts like a cached sequence is prefilled alone from where the cached part ends (a prompt
-      // asking for its own scores needs every position's logits, so it always starts from scratch).
+      // A prompt that starts like a cached sequence is prefilled alone from where the cached part ends. A prompt
+      // asking for its own scores needs every position's: it starts from a cached sequence whose prompt was scored
+      // (a scoring client's next call, e.g. speculative EFT's, extends the last one), else from scratch.
       const cold: Seq[] = [];
       for (const s of fresh) {
-        const hit = s.opts.promptLogprobs === undefined ? this.prefixes?.match(s.prompt) : undefined;
-        if (hit) yield* this.prefill([s], hit);
-        else cold.push(s);
+        const hit = this.prefixes?.match(s.prompt, s.opts.promptLogprobs);
+        if (hit) {
+          if (hit.scores) s.promptScores = hit.scores;
+          yield* this.prefill([s], hit);
+        } else cold.push(s);
       }
       for (const group of prefillGroups(cold.map((s) => s.prompt.length))) {
         yield* this.prefill(group.map((i) => cold[i] as Seq));
@@ -606,7 +607,9 @@ export class GenerationEngine {
     const held = mask.length - mask.indexOf(1);
     const ids = [...s.prompt, ...s.ids].slice(0, held);
     if (mask.indexOf(1) < 0 || ids.length !== held) return;
-    this.prefixes.put(ids, resizeLeft(selectRows(this.kv, [row]), held));
+    const k = s.opts.promptLogprobs;
+    const scores = k !== undefined && s.promptScores ? { k, rows: s.promptScores } : undefined;
+    this.prefixes.put(ids, resizeLeft(selectRows(this.kv, [row]), held), scores);
   }
 
   /** Keeps the given active rows, dropping the others' cache rows and any all-padding columns on the left. */

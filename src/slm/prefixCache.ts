@@ -1,16 +1,31 @@
 import { LRUCache } from 'lru-cache';
 import { type KvCache, truncate } from './kv.js';
 
-/** A cached prefix: its tokens and their keys and values (batch 1, no padding). */
+/** A prompt token's log-probability and its k most likely alternatives, most likely first. */
+export interface TokenScore {
+  logprob: number;
+  top: { id: number; logprob: number }[];
+}
+
+/** Scores of a cached sequence's own tokens: rows[j] scores ids[j + 1], with `k` alternatives each. */
+export interface CachedScores {
+  k: number;
+  rows: TokenScore[];
+}
+
+/** A cached prefix: its tokens and their keys and values (batch 1, no padding), and their scores when known. */
 interface Entry {
   ids: number[];
   kv: KvCache;
+  scores?: CachedScores;
 }
 
 /** Shorter prefixes are not worth the copy they cost to keep. */
 const MIN_TOKENS = 16;
 
-const bytes = (kv: KvCache) => [...kv.keys, ...kv.values].reduce((a, t) => a + t.byteLength, 0);
+const kvBytes = (kv: KvCache) => [...kv.keys, ...kv.values].reduce((a, t) => a + t.byteLength, 0);
+/** Roughly what a score row's objects take on the heap (a number and k id/logprob pairs). */
+const entryBytes = (e: Entry) => kvBytes(e.kv) + (e.scores ? e.scores.rows.length * (e.scores.k + 1) * 48 : 0);
 
 /**
  * Keys and values of recent sequences, so a prompt that starts with one (the next turn of a chat re-sends the whole
@@ -21,27 +36,44 @@ export class PrefixCache {
   private readonly entries: LRUCache<string, Entry>;
 
   constructor(maxBytes: number) {
-    this.entries = new LRUCache<string, Entry>({ maxSize: maxBytes, sizeCalculation: (e) => Math.max(1, bytes(e.kv)) });
+    this.entries = new LRUCache<string, Entry>({
+      maxSize: maxBytes,
+      sizeCalculation: (e) => Math.max(1, entryBytes(e)),
+    });
   }
 
-  /** Keeps a sequence's cache; `kv` holds exactly `ids` (batch 1, length ids.length). */
-  put(ids: readonly number[], kv: KvCache): void {
+  /**
+   * Keeps a sequence's cache; `kv` holds exactly `ids` (batch 1, length ids.length). `scores`, when the sequence's
+   * prompt was scored (echo with logprobs), lets later scoring requests that share the prefix start from it too.
+   */
+  put(ids: readonly number[], kv: KvCache, scores?: CachedScores): void {
     if (ids.length < MIN_TOKENS || kv.batch !== 1 || kv.length !== ids.length) return;
     // An entry this one extends is now redundant: the longer one serves every prompt the shorter one would.
     for (const [key, e] of this.entries.entries())
       if (commonPrefix(e.ids, ids) === e.ids.length) this.entries.delete(key);
-    this.entries.set(ids.join(','), { ids: [...ids], kv });
+    this.entries.set(ids.join(','), { ids: [...ids], kv, ...(scores ? { scores } : {}) });
   }
 
   /**
    * The cached keys and values of the longest prefix `prompt` shares with a cached sequence, leaving at least one
    * prompt token to prefill (its logits choose the first new token), or undefined when none is long enough.
+   * With `scoresK` the request scores its prompt (k alternatives per token): only an entry holding scores with at
+   * least k alternatives serves it, for as far as those scores reach, and the hit brings the scores of prompt tokens
+   * 1..length (the last is predicted by the last cached position, so it must match the prompt too).
    */
-  match(prompt: readonly number[]): { length: number; kv: KvCache } | undefined {
+  match(
+    prompt: readonly number[],
+    scoresK?: number,
+  ): { length: number; kv: KvCache; scores?: TokenScore[] } | undefined {
     let best: Entry | undefined;
     let bestLength = 0;
     for (const e of this.entries.values()) {
-      const n = Math.min(commonPrefix(e.ids, prompt), prompt.length - 1);
+      const common = commonPrefix(e.ids, prompt);
+      let n = Math.min(common, prompt.length - 1);
+      if (scoresK !== undefined) {
+        if (!e.scores || e.scores.k < scoresK) continue;
+        n = Math.min(n, common - 1, e.scores.rows.length);
+      }
       if (n > bestLength) {
         best = e;
         bestLength = n;
@@ -50,7 +82,12 @@ export class PrefixCache {
     if (!best || bestLength < MIN_TOKENS) return undefined;
     // A hit counts as a use for the LRU order.
     this.entries.get(best.ids.join(','));
-    return { length: bestLength, kv: truncate(best.kv, bestLength) };
+    const kv = truncate(best.kv, bestLength);
+    if (scoresK === undefined || !best.scores) return { length: bestLength, kv };
+    const scores = best.scores.rows
+      .slice(0, bestLength)
+      .map((r) => ({ logprob: r.logprob, top: r.top.slice(0, scoresK) }));
+    return { length: bestLength, kv, scores };
   }
 }
 
