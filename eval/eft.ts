@@ -19,7 +19,7 @@ const ROOT = join(import.meta.dirname, '..');
 const DATA = 'recipes/eval/chat-heldout.jsonl';
 const MODELS = {
   largeBase: 'tandem-large-base',
-  largeChat: 'tandem-large-chat',
+  oracle: 'tandem-large-oracle',
   smallBase: 'tandem-small-base',
   smallChat: 'tandem-small-chat',
 } as const;
@@ -262,13 +262,13 @@ const labels = (n: Record<keyof typeof MODELS, string>): Record<System, string> 
   large_base: `large base alone (${n.largeBase}, raw prompt)`,
   small_chat: `small chat alone (${n.smallChat}, chat template)`,
   eft: `EFT up-scaled, beta ${HEADLINE_BETA} (large base + small chat - small base)`,
-  oracle: `oracle: large fine-tuned directly (${n.largeChat}, chat template)`,
+  oracle: `oracle: large fine-tuned directly (${n.oracle}, chat template)`,
 });
 const SHORT: Record<System, string> = {
   large_base: 'large base alone',
   small_chat: 'small chat alone',
   eft: `EFT, beta ${HEADLINE_BETA}`,
-  oracle: 'oracle (large chat)',
+  oracle: 'oracle (large fine-tuned)',
 };
 
 /**
@@ -298,7 +298,7 @@ export async function run(argv: string[]): Promise<number> {
   const dataName = values.questions ?? DATA;
   const dirs: Record<keyof typeof MODELS, string> = {
     largeBase: values['large-base'] ? resolve(values['large-base']) : join(ROOT, 'models', MODELS.largeBase),
-    largeChat: values.oracle ? resolve(values.oracle) : join(ROOT, 'models', MODELS.largeChat),
+    oracle: values.oracle ? resolve(values.oracle) : join(ROOT, 'models', MODELS.oracle),
     smallBase: join(ROOT, 'models', MODELS.smallBase),
     smallChat: join(ROOT, 'models', MODELS.smallChat),
   };
@@ -314,9 +314,9 @@ export async function run(argv: string[]): Promise<number> {
   const loadBefore = os.loadavg().map(r1);
 
   const load = (dir: string) => CausalLM.load(dir, { threads });
-  const [largeBase, largeChat, smallBase, smallChat] = await Promise.all([
+  const [largeBase, oracle, smallBase, smallChat] = await Promise.all([
     load(dirs.largeBase),
-    load(dirs.largeChat),
+    load(dirs.oracle),
     load(dirs.smallBase),
     load(dirs.smallChat),
   ]);
@@ -326,7 +326,7 @@ export async function run(argv: string[]): Promise<number> {
   // Warm every path once (first runs allocate) so the first question's latency is not an outlier.
   const warm = questions[0] as Question;
   await greedy(largeBase, tok.encode(rawChatText(warm.messages)));
-  await greedy(largeChat, tok.encode(tok.applyChatTemplate(warm.messages, true)));
+  await greedy(oracle, tok.encode(tok.applyChatTemplate(warm.messages, true)));
   await greedy(smallChat, tok.encode(tok.applyChatTemplate(warm.messages, true)));
   await eft(eftModels, warm.messages, HEADLINE_BETA, GAMMA);
 
@@ -361,7 +361,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   await runGreedy('large_base', largeBase, rawPrompt);
   await runGreedy('small_chat', smallChat, chatPrompt);
-  await runGreedy('oracle', largeChat, chatPrompt);
+  await runGreedy('oracle', oracle, chatPrompt);
   answers.eft = await runEft(HEADLINE_BETA);
   for (const beta of SWEEP) await runEft(beta);
 
@@ -576,7 +576,7 @@ export async function run(argv: string[]): Promise<number> {
       large_base: names.largeBase,
       small_chat: names.smallChat,
       small_base: names.smallBase,
-      oracle: names.largeChat,
+      oracle: names.oracle,
     },
     decoding: {
       temperature: 0,
@@ -716,7 +716,11 @@ export async function run(argv: string[]): Promise<number> {
       ? ''
       : `\n\nWhy: the definitions, verses and element facts these questions ask for are in no training data of either model family (recipes/SPLITS.md: a held-out key is in neither pre-training nor chat SFT), so no model here knows the answers, large or small${em0 ? ' (exact match is 0 for all four systems)' : ''}; token F1 at this scale rewards the answer's shape and its common words ("The act of ...", "And the LORD said unto ..."). That shape (define, quote or list, then <|im_end|>) is what chat fine-tuning teaches, and the small chat model already has it. Scaling the base up adds fluency but no knowledge: the oracle, the large base fine-tuned directly, is only ${fmtCI(spread)} F1 above small chat, while the large base alone is ${paired.oracle_minus_large_base.value.toFixed(3)} below the oracle because it never closes an answer with <|im_end|> (format adherence ${systems.large_base.format_adherence.value.toFixed(3)}) and runs on for ${systems.large_base.tokens_per_answer} tokens on average (small chat ${systems.small_chat.tokens_per_answer}). Small chat alone therefore already closes ${fmtCI(paired.gap_closed_by_small_chat_alone, 2)} of the large-base-to-oracle gap, which leaves EFT almost nothing to add. EFT does change the answers (its ids differ from small chat's on ${differs.n} of ${n} questions, and equal the oracle's on ${(agree.eft_same_answer_as_oracle * 100).toFixed(1)}%), but what the large base brings into log p_large + (log p_small-chat − log p_small-base) is its pre-training prior, which carries no answer the small model lacks, so the changes are ${differs.f1_eft < differs.f1_small_chat ? 'on average for the worse' : 'on average not for the better'}: on the questions where EFT departs from small chat, F1 ${differs.f1_eft.toFixed(3)} for EFT against ${differs.f1_small_chat.toFixed(3)} for small chat (oracle ${differs.f1_oracle.toFixed(3)}). Proxy-tuning's 91% at 13B came from a large base that knew much more than the small tuned model; this miniature has no such knowledge gap to transfer, and the honest result is a gap closed of ${fmtCI(paired.gap_closed, 2)} with EFT ${verdict.eft_below_small_chat_ci_excludes_0 ? 'below' : 'not distinguishable from'} small chat alone.`;
 
-  const intro = `Generated by \`npm run eval -- eft\` on ${date}; do not edit by hand. ${dataDesc}: the large base alone, the small chat model alone, EFT up-scaling (the large base plus beta × (small chat − small base), beta ${HEADLINE_BETA}) and the oracle (the large base fine-tuned directly on the same chat data). All greedy (temperature 0), at most ${MAX_TOKENS} new tokens, stopping at <|endoftext|> or <|im_end|>, no repetition penalty. EFT runs in process through EftDecoder (LocalLarge + Track) in speculative mode (gamma ${GAMMA}; exact at temperature 0: ${gamma0Same} of ${checkQs.length} re-decoded token by token were identical). Intervals: 95% percentile bootstrap, ${RESAMPLES} resamples, fixed seed; differences and the gap closed are paired.`;
+  // The committed family's fine-tuning regime, which decides what EFT can transfer; an experiment's models may differ.
+  const regime = experiment
+    ? ''
+    : `\n\nFine-tuning: ${names.smallChat} and the oracle ${names.oracle} have the same light chat SFT (recipes/eft_pair.sh: 300 steps of 16 ChatML conversations, 0.41 M tokens, 13% of the bases' 3.07 M pre-training tokens), so the oracle is the large base fine-tuned as the small one was, which is what EFT emulates. The embedded chat model tandem-large-chat has the full SFT instead (2,500 steps, as many tokens as pre-training). With the full SFT on both sides, the small chat model learns in fine-tuning the words and shapes the large base would add, the oracle is barely above it, and EFT was below small chat alone; recipes/README.md records that run.`;
+  const intro = `Generated by \`npm run eval -- eft\` on ${date}; do not edit by hand. ${dataDesc}: the large base alone, the small chat model alone, EFT up-scaling (the large base plus beta × (small chat − small base), beta ${HEADLINE_BETA}) and the oracle (the large base fine-tuned directly, with the same chat SFT as the small chat model). All greedy (temperature 0), at most ${MAX_TOKENS} new tokens, stopping at <|endoftext|> or <|im_end|>, no repetition penalty. EFT runs in process through EftDecoder (LocalLarge + Track) in speculative mode (gamma ${GAMMA}; exact at temperature 0: ${gamma0Same} of ${checkQs.length} re-decoded token by token were identical). Intervals: 95% percentile bootstrap, ${RESAMPLES} resamples, fixed seed; differences and the gap closed are paired.`;
   const section = `<!-- eval:start -->\n## Evaluation (${date.slice(0, 10)})\n\n${intro}\n\n${table}\n\n${verdictLine} Systems, beta sweep, breakdown by kind and checks: docs/eft.md and reports/eval-eft.json.\n<!-- eval:end -->`;
 
   const devLine = devSelected
@@ -745,7 +749,7 @@ ${intro}
 
 ${table}
 
-${verdictLine}${why}
+${verdictLine}${why}${regime}
 
 ## Systems
 

@@ -61,7 +61,8 @@ def generate(model, prompts, max_new=48):
 
 def main():
     set_threads()
-    names = sys.argv[1:] or ["tandem-small-chat", "tandem-large-chat", "tandem-small-base", "tandem-large-base"]
+    names = sys.argv[1:] or [
+        "tandem-small-chat", "tandem-large-chat", "tandem-small-base", "tandem-large-base", "tandem-large-oracle"]
     tok = load_tok()
     rows = [json.loads(l) for l in open(os.path.join(HERE, "eval", "chat-heldout.jsonl"), encoding="utf-8")]
     ensure(os.path.join(BUILD, "eval"))

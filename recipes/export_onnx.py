@@ -209,7 +209,7 @@ def main():
                "max_new_tokens": 64, "transformers_version": "4.46.0"}
         # Greedy decoding of these tiny chat models loops ("a person who is a person who is ..."); a mild
         # repetition penalty (Hugging Face semantics) is their default. Measured by hand on held-out questions.
-        if a.ckpt.endswith("-chat"):
+        if "base" in metrics:  # fine-tuned from a base checkpoint: a chat model
             gen["repetition_penalty"] = 1.2
         json.dump(gen, f, indent=2)
     for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):

@@ -1,4 +1,4 @@
-"""Write models/<name>/README.md (model card) from the checkpoint metrics and export info.
+"""Write models/<name>/README.md (model card) from the checkpoint metrics and the exported model folder.
 
 python3 model_card.py tandem-large-base
 """
@@ -6,14 +6,18 @@ import json
 import os
 import sys
 
+import onnx
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import CKPT_DIR, CORPUS_DIR, MODELS  # noqa: E402
 
 ROLES = {
     "tandem-large-base": "the \"large\" black-box base model in tests and the base of tandem-large-chat",
     "tandem-small-base": "EFT's small base model (the \"before fine-tuning\" side of the EFT logit difference)",
-    "tandem-small-chat": "EFT's small fine-tuned expert (tandem-small-base + chat SFT)",
-    "tandem-large-chat": "the embedded default chat model and EFT's oracle (tandem-large-base + chat SFT)",
+    "tandem-small-chat": "EFT's small fine-tuned expert (tandem-small-base + EFT's light chat SFT)",
+    "tandem-large-chat": "the embedded default chat model (tandem-large-base + the full chat SFT)",
+    "tandem-large-oracle": "EFT's oracle in `npm run eval -- eft`: tandem-large-base + the same light chat SFT as "
+                           "tandem-small-chat, the large model fine-tuned directly that EFT emulates",
 }
 
 
@@ -39,7 +43,11 @@ def pretraining(base):
 def main(name):
     out = os.path.join(MODELS, name)
     m = json.load(open(os.path.join(CKPT_DIR, name, "metrics.json")))
-    exp = json.load(open(os.path.join(CKPT_DIR, name, "export.json")))
+    # Read from the model folder itself, so a card can be rewritten for a committed model without its export run.
+    with open(os.path.join(out, "parity.json")) as f:
+        greedy_sample = json.load(f)["greedy"]["text"]
+    onnx_bytes = os.path.getsize(os.path.join(out, "model.onnx"))
+    opset = max(o.version for o in onnx.load(os.path.join(out, "model.onnx")).opset_import if o.domain in ("", "ai.onnx"))
     cfg = json.load(open(os.path.join(out, "config.json")))
     stats = json.load(open(os.path.join(CORPUS_DIR, "stats.json")))
     chat = "base" in m
@@ -65,7 +73,7 @@ def main(name):
         f"- hidden {cfg['hidden_size']}, {cfg['num_hidden_layers']} layers, {cfg['num_attention_heads']} query heads / "
         f"{cfg['num_key_value_heads']} KV heads (head_dim {cfg['head_dim']}), FFN {cfg['intermediate_size']}, "
         f"context {cfg['max_position_embeddings']}, vocab {cfg['vocab_size']}",
-        f"- ONNX fp32, opset {exp['opset']}: `model.onnx`, {exp['onnx_bytes']/1e6:.1f} MB (Optimum decoder-with-past layout)",
+        f"- ONNX fp32, opset {opset}: `model.onnx`, {onnx_bytes/1e6:.1f} MB (Optimum decoder-with-past layout)",
         "",
         "## Training",
         f"- Pre-training: {pretraining(base)}, wall time {mins(base['wall_time_s'])} on 2 CPU threads "
@@ -109,7 +117,7 @@ def main(name):
         "  position_ids = cumsum(attention_mask) - 1.",
         "- ONNX inputs: `input_ids`, `attention_mask` [batch, past+seq], `position_ids`, `past_key_values.{i}.key|value`",
         f"  [batch, {cfg['num_key_value_heads']}, past, {cfg['head_dim']}] (past may be 0); outputs: `logits`, `present.{{i}}.key|value`.",
-        f"- Greedy sample from the parity fixture prompt (\"What does the word apple mean?\"): `{exp['greedy_sample']!r}`",
+        f"- Greedy sample from the parity fixture prompt (\"What does the word apple mean?\"): `{greedy_sample!r}`",
         "- `parity.json`: PyTorch logits for fixed inputs (no cache, cached steps, left-padded batch); `node recipes/check_onnx.mjs` checks ORT against it.",
         "",
         "## Intended use",

@@ -96,6 +96,7 @@ describe('tandem models', () => {
       'tandem-large-chat',
       'tandem-small-base',
       'tandem-small-chat',
+      'tandem-large-oracle',
       'tandem-source-classifier',
     ]) {
       expect(list.stdout).toContain(n);

@@ -7,6 +7,7 @@ export const CAUSAL_FAMILY = [
   'tandem-large-chat',
   'tandem-small-base',
   'tandem-small-chat',
+  'tandem-large-oracle',
 ] as const;
 export const CLASSIFIER = 'tandem-source-classifier';
 
