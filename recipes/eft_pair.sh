@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # EFT's fine-tuned pair, from the committed base models: tandem-small-chat (EFT's expert) and tandem-large-oracle (the
 # large base fine-tuned directly, `npm run eval -- eft`'s oracle), both with the same light chat SFT (EFT_SFT_STEPS,
-# default 300, as in train_all.sh); then ONNX export, the held-out chat eval and the model cards (~8 min on 2 cores).
+# default 300, as in train_all.sh); then ONNX export, the held-out chat eval and the model cards (~5 min on 2 cores).
 # train_all.sh does the same inside a whole retrain; this script redoes only that stage on models/'s bases. The bases'
 # (and tandem-large-chat's) training metrics, for the cards, are in metrics/ as their model cards give them.
 # Needs the build of `npm run recipes` (tokenizer, chat data, corpus stats).

@@ -3,9 +3,10 @@
 #   committed tandem-large-base -> a second pre-training stage on knowledge.py's mix (known glosses in five surface
 #   forms + ordinary documents) -> chat SFT of it (the probe's oracle) -> ONNX -> memorisation of the known documents
 #   -> `npm run eval -- eft` on the known questions, with the committed family and with the probe's large pair.
-# Nothing here touches models/: the probe's models go to build/knowledge/models (about 35 minutes on 2 cores).
+# Nothing here touches models/: the probe's models go to build/knowledge/models (about 20 minutes on 2 cores).
 # Needs the build of `npm run recipes` (corpus, tokenizer, chat data); build/ckpt/tandem-large-base is rebuilt from
-# the committed model.onnx first. Knobs: PY, TANDEM_BUILD, KNOWN_WORDS (400), KNOWN_REPEAT (10), KNOWN_STEPS (600).
+# the committed model.onnx first. Knobs: PY, TANDEM_BUILD, KNOWN_WORDS (400), KNOWN_REPEAT (10), KNOWN_STEPS (600),
+# EFT_SFT_STEPS (300: the probe's oracle is fine-tuned as tandem-small-chat and tandem-large-oracle are).
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=${PY:-/usr/bin/python3}
@@ -22,7 +23,7 @@ $PY train.py --name tandem-large-base-known --init tandem-large-base --train-bin
   --steps "${KNOWN_STEPS:-600}" --lr 5e-4 --warmup 50 --seed 4 > "$BUILD/logs/knowledge-pretrain.log" 2>&1
 grep -E "before continuing|^eval step" "$BUILD/logs/knowledge-pretrain.log" | sed -n '1p;$p'
 stage "chat SFT: tandem-large-chat-known (the probe's oracle)"
-$PY finetune.py --base tandem-large-base-known --name tandem-large-chat-known --steps 2500 \
+$PY finetune.py --base tandem-large-base-known --name tandem-large-chat-known --steps "${EFT_SFT_STEPS:-300}" \
   > "$BUILD/logs/knowledge-sft.log" 2>&1
 for m in tandem-large-base-known tandem-large-chat-known; do
   stage "export $m"; $PY export_onnx.py --ckpt "$m" --out "$OUT/models/$m" > "$BUILD/logs/knowledge-export-$m.log" 2>&1
