@@ -550,6 +550,20 @@ describe('prefix cache', () => {
     const wider = await warm.generate(second, opts(8));
     expect(warm.totals.cachedPromptTokens).toBe(before);
     expect(wider.promptScores?.[0]?.top).toHaveLength(8);
+    // A call whose block departs from the cached one (a rejected draft) reuses the shared part but its last position,
+    // whose score is of the cached token, not of this prompt's.
+    const shared = first.length - 3;
+    const third = [...first.slice(0, shared), ...enc(' yet light was not')];
+    expect(third[shared]).not.toBe(second[shared]);
+    const beforeThird = warm.totals.cachedPromptTokens;
+    const got3 = await warm.generate(third, opts(3));
+    expect(warm.totals.cachedPromptTokens - beforeThird).toBe(shared - 1);
+    const want3 = await cold.generate(third, opts(3));
+    expect(got3.promptScores?.map((r) => r.top.map((t) => t.id))).toEqual(
+      want3.promptScores?.map((r) => r.top.map((t) => t.id)),
+    );
+    for (const [i, r] of (got3.promptScores ?? []).entries())
+      expect(Math.abs(r.logprob - (want3.promptScores?.[i]?.logprob ?? Number.NaN))).toBeLessThan(1e-4);
   });
 });
 
