@@ -16,8 +16,16 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CausalLM } from '../src/slm/causalLM.js';
 import { GenerationEngine } from '../src/slm/engine.js';
-import { defaultThreads } from '../src/slm/registry.js';
-import { alternating, flagsOffDefault, fmt, fmtLoad, median, positive } from './lib/measure.js';
+import {
+  alternating,
+  flagsOffDefault,
+  fmt,
+  fmtLoad,
+  median,
+  positive,
+  sameAnswers,
+  threadsFlag,
+} from './lib/measure.js';
 import { finishRun, localRunHeader, machineFields, writeBenchReports } from './lib/reports.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -111,7 +119,7 @@ export async function run(argv: string[]): Promise<number> {
     chunk: positive(values.chunk, 'chunk'),
     running: Math.min(STARTS.length, positive(values.running, 'running')),
     rounds: positive(values.rounds, 'rounds'),
-    threads: values.threads === undefined ? defaultThreads(dir) : positive(values.threads, 'threads'),
+    threads: threadsFlag(values.threads, dir),
   };
   const narrowed = flagsOffDefault(options, values, ['write']);
   const loadBefore = os.loadavg();
@@ -126,7 +134,7 @@ export async function run(argv: string[]): Promise<number> {
       () => runRound(lm, o.chunk, o, long),
       () => runRound(lm, undefined, o, long),
     );
-    const same = chunked.every((r, i) => r.answers.join('\u0000') === whole[i]?.answers.join('\u0000'));
+    const same = sameAnswers(chunked, whole);
     const summary = (rs: Round[]) => ({
       stall_ms_median: median(rs.map((r) => r.stallMs)),
       long_ttft_ms_median: median(rs.map((r) => r.longTtftMs)),

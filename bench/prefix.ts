@@ -17,9 +17,18 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { CausalLM } from '../src/slm/causalLM.js';
 import { GenerationEngine } from '../src/slm/engine.js';
-import { defaultThreads } from '../src/slm/registry.js';
 import type { ChatMessageInput } from '../src/slm/tokenizer.js';
-import { alternating, flagsOffDefault, fmt, fmtLoad, median, positive, sum } from './lib/measure.js';
+import {
+  alternating,
+  flagsOffDefault,
+  fmt,
+  fmtLoad,
+  median,
+  positive,
+  sameAnswers,
+  sum,
+  threadsFlag,
+} from './lib/measure.js';
 import { finishRun, localRunHeader, machineFields, writeBenchReports } from './lib/reports.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -111,7 +120,7 @@ export async function run(argv: string[]): Promise<number> {
     turns: positive(values.turns, 'turns'),
     maxTokens: positive(values['max-tokens'], 'max-tokens'),
     rounds: positive(values.rounds, 'rounds'),
-    threads: values.threads === undefined ? defaultThreads(dir) : positive(values.threads, 'threads'),
+    threads: threadsFlag(values.threads, dir),
   };
   const narrowed = flagsOffDefault(options, values, ['write']);
   const loadBefore = os.loadavg();
@@ -125,7 +134,7 @@ export async function run(argv: string[]): Promise<number> {
       () => runRound(lm, true, o),
       () => runRound(lm, false, o),
     );
-    const same = on.every((r, i) => r.answers.join('\u0000') === off[i]?.answers.join('\u0000'));
+    const same = sameAnswers(on, off);
     const summary = (rs: ModeRound[]) => ({
       prompt_tokens_prefilled: median(rs.map((r) => r.prefilled)),
       prompt_tokens_from_cache: median(rs.map((r) => r.cached)),

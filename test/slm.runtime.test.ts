@@ -38,6 +38,10 @@ function maxDiff(a: ArrayLike<number>, ref: number[]): number {
   return m;
 }
 
+/** One sequence fed whole, from an empty cache, at positions 0..n-1. */
+const promptPass = (lm: CausalLM, ids: number[]) =>
+  lm.forward({ ids: [ids], mask: [ids.map(() => 1)], positions: [ids.map((_, i) => i)], past: lm.emptyCache(1) });
+
 describe.each(CAUSAL_FAMILY)('%s', (name) => {
   let lm: CausalLM;
   let engine: GenerationEngine;
@@ -68,12 +72,7 @@ describe.each(CAUSAL_FAMILY)('%s', (name) => {
 
   test('parity with PyTorch with the KV cache, token by token', async () => {
     const prefix = parity.cached.prefix_ids;
-    let out = await lm.forward({
-      ids: [prefix],
-      mask: [prefix.map(() => 1)],
-      positions: [prefix.map((_, i) => i)],
-      past: lm.emptyCache(1),
-    });
+    let out = await promptPass(lm, prefix);
     const V = out.vocab;
     expect(maxDiff(out.logits.subarray((prefix.length - 1) * V), parity.cached.prefix_last_logits)).toBeLessThan(1e-4);
     let past = out.present;
@@ -360,12 +359,7 @@ describe("Optimum's merged decoder (decoder_model_merged.onnx, use_cache_branch)
       expect(merged.hasCache).toBe(true);
       const ids = par.prompt_ids;
       // Prompt with an empty cache: use_cache_branch false, the branch that ignores the past passed in.
-      const first = await merged.forward({
-        ids: [ids],
-        mask: [ids.map(() => 1)],
-        positions: [ids.map((_, i) => i)],
-        past: merged.emptyCache(1),
-      });
+      const first = await promptPass(merged, ids);
       const V = first.vocab;
       expect(maxDiff(first.logits.subarray((ids.length - 1) * V, ids.length * V), par.last_logits)).toBeLessThan(
         par.tolerance,

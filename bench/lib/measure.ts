@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Result } from 'autocannon';
+import { defaultThreads } from '../../src/slm/registry.js';
 
 /** Parses a CLI flag that must be a positive integer. */
 export function positive(v: string | undefined, name: string): number {
@@ -48,6 +49,14 @@ export async function alternating<T>(
       out[side].push(await (side === 'a' ? a : b)());
   return out;
 }
+
+/** Whether each round of one side of an A/B run gave the same answers as the same round of the other side. */
+export const sameAnswers = (a: readonly { answers: string[] }[], b: readonly { answers: string[] }[]): boolean =>
+  a.every((r, i) => r.answers.join('\u0000') === b[i]?.answers.join('\u0000'));
+
+/** The `--threads` flag of a bench on one local model: the count the model registry would give it, unless set. */
+export const threadsFlag = (v: string | undefined, modelDir: string): number =>
+  v === undefined ? defaultThreads(modelDir) : positive(v, 'threads');
 
 export const fmt = (n: number, d: number) => (Number.isFinite(n) ? n.toFixed(d) : 'n/a');
 export const fmtLoad = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
